@@ -1,0 +1,50 @@
+"""`soma`: a table of subcommands over one transport; each module is imported only when run.
+
+Exit status: 0 success, 1 a unit or check failed, 2 usage, input or connection error.
+"""
+
+import importlib
+import sys
+
+import click
+
+from .errors import SomaError
+
+# name -> (module defining `command`, one-line help shown without importing it)
+COMMANDS = {
+    "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
+    "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, cmd_name):
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        return importlib.import_module(entry[0]).command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SomaError as exc:
+            click.echo(f"soma: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="soma")
+def cli():
+    """Flash, calibrate, bench-test and simulate Soma sleep-bed controllers."""
+
+
+def main():
+    sys.exit(cli())

@@ -1,0 +1,1 @@
+"""One module per `soma` subcommand, each defining `command`."""

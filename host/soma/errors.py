@@ -1,0 +1,9 @@
+"""Expected failures: one line to the user and an exit status, never a traceback."""
+
+
+class SomaError(Exception):
+    """A failure the user can act on. exit_code 2: usage/input/connection; 1: a unit failed."""
+
+    def __init__(self, message, exit_code=2):
+        super().__init__(message)
+        self.exit_code = exit_code

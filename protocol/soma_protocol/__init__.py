@@ -1,0 +1,1 @@
+"""The Soma wire protocol: one construct schema, its generated firmware codec and tools."""

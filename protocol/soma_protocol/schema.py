@@ -1,0 +1,486 @@
+"""The one Soma wire schema: every byte that leaves a bed is declared here, once.
+
+Host code parses and builds with these `construct` objects directly; the firmware
+cannot import `construct`, so `soma_protocol.codegen` walks this module and writes
+`firmware/wire_codec.py` (struct-based) from it. The protocol hash that a unit reports
+at connect is derived from this module too (`soma_protocol.ir.protocol_hash`).
+
+Conventions, kept narrow on purpose so the generator can mirror them exactly:
+- every integer is little-endian and fixed width; strings travel as length-prefixed
+  bytes (`Prefixed(Int8ul, GreedyBytes)`), never as decoded text;
+- a message whose integrity matters is wrapped in `Crc32Sealed`: the body followed by
+  the CRC-32 of the body (`binascii.crc32` is C on CPython and on MicroPython);
+- a top-level message must use up all of its bytes: trailing bytes are an error.
+"""
+
+import binascii
+
+from construct import (
+    Adapter,
+    Array,
+    Bytes,
+    Checksum,
+    Const,
+    Enum,
+    FlagsEnum,
+    Float32l,
+    GreedyBytes,
+    Int8ul,
+    Int16sl,
+    Int16ul,
+    Int32sl,
+    Int32ul,
+    Int64ul,
+    Prefixed,
+    RawCopy,
+    Struct,
+    this,
+)
+
+PROTOCOL_VERSION = 1
+
+
+class Crc32Sealed(Adapter):
+    """A body followed by the little-endian CRC-32 of the body's bytes."""
+
+    def __init__(self, body):
+        super().__init__(
+            Struct(
+                "body" / RawCopy(body),
+                "crc" / Checksum(Int32ul, binascii.crc32, this.body.data),
+            )
+        )
+        self.body = body
+
+    def _decode(self, obj, context, path):
+        return obj.body.value
+
+    def _encode(self, obj, context, path):
+        return {"body": {"value": obj}, "crc": None}
+
+
+def _blob(length_field=Int8ul):
+    """Length-prefixed raw bytes (names, versions, record payloads)."""
+    return Prefixed(length_field, GreedyBytes)
+
+
+# --------------------------------------------------------------------------
+# Serial framing (USB console)
+#
+# Management frames share the USB serial line with the MicroPython REPL. A frame
+# is FLAG, the escaped body, FLAG; escaping follows PPP's HDLC-like framing
+# (RFC 1662) with an async control-character map covering every byte below 0x20:
+# such a byte, FLAG or ESCAPE is sent as ESCAPE followed by (byte ^ 0x20). An
+# encoded frame therefore contains no byte below 0x20 at all, so it can neither
+# trigger the REPL (0x01 raw REPL, 0x02 friendly, 0x03 interrupt, 0x04 soft
+# reset/execute, 0x05 paste) nor end a REPL line (CR/LF), and a Ctrl-C byte on
+# the line is always the operator's. Raw control bytes inside a frame mark it
+# as line noise; the receiver drops it and resynchronises at the next FLAG.
+# --------------------------------------------------------------------------
+FRAME_FLAG = 0x7E
+FRAME_ESCAPE = 0x7D
+FRAME_ESCAPE_XOR = 0x20
+FRAME_CONTROL_LIMIT = 0x20  # bytes below this are always escaped
+FRAME_BODY_MAX = 600  # unescaped body bytes, CRC included
+
+FrameKind = Enum(
+    Int8ul,
+    request=1,
+    response=2,
+    telemetry=3,
+    event=4,
+    error=5,
+)
+
+# Management message ids. A request and its response share the id; telemetry and
+# events have ids of their own.
+MessageId = Enum(
+    Int8ul,
+    ping=1,
+    info=2,
+    read_sensors=3,
+    calibration_read=4,
+    calibration_write=5,
+    calibration_commit=6,
+    config_read=7,
+    config_write=8,
+    bench_override=9,
+    self_test=10,
+    fault_clear=11,
+    provision_key=12,
+    telemetry_control=13,
+    reboot=14,
+    repl_handback=15,
+    telemetry=64,
+    fault_event=65,
+    boot_event=66,
+)
+
+ManagementFrame = Crc32Sealed(
+    Struct(
+        "version" / Const(PROTOCOL_VERSION, Int8ul),
+        "kind" / FrameKind,
+        "seq" / Int16ul,
+        "msg" / MessageId,
+        "payload" / Prefixed(Int16ul, GreedyBytes),
+    )
+)
+
+# --------------------------------------------------------------------------
+# Persistent records (calibration, configuration, comfort profile, key)
+# --------------------------------------------------------------------------
+RecordKind = Enum(
+    Int8ul,
+    calibration=1,
+    config=2,
+    comfort=3,
+    key=4,
+)
+
+RECORD_MAGIC = b"SOMR"
+
+Record = Crc32Sealed(
+    Struct(
+        "magic" / Const(RECORD_MAGIC),
+        "kind" / RecordKind,
+        "version" / Int8ul,
+        "generation" / Int32ul,
+        "payload" / Prefixed(Int16ul, GreedyBytes),
+    )
+)
+
+ThermistorCalibration = Struct(
+    # Steinhart-Hart: 1/T = a + b ln R + c (ln R)^3, T in kelvin, R in ohms.
+    "a" / Float32l,
+    "b" / Float32l,
+    "c" / Float32l,
+    "max_residual_mk" / Int16ul,
+)
+
+CalibrationData = Struct(
+    "pad_left" / ThermistorCalibration,
+    "pad_right" / ThermistorCalibration,
+    "ambient" / ThermistorCalibration,
+    "bcg_zero" / Int32sl,
+    "bcg_gain_q16" / Int32ul,
+    "calibrated_at" / Int32ul,
+    "station" / _blob(),
+)
+
+ZoneGains = Struct(
+    "kp_q16" / Int32sl,
+    "ki_q16" / Int32sl,
+    "kd_q16" / Int32sl,
+)
+
+ConfigData = Struct(
+    "zone_left" / ZoneGains,
+    "zone_right" / ZoneGains,
+    "trip_mc" / Int32sl,
+    "setpoint_min_mc" / Int32sl,
+    "setpoint_max_mc" / Int32sl,
+    "adc_open_above" / Int16ul,
+    "adc_short_below" / Int16ul,
+    "runaway_rise_mc" / Int16ul,
+    "runaway_rise_window_s" / Int16ul,
+    "runaway_band_mc" / Int16ul,
+    "runaway_band_window_s" / Int16ul,
+    "frozen_window_s" / Int16ul,
+    "deadman_ms" / Int16ul,
+    "auto_off_min" / Int16ul,
+    "power_budget_w" / Int16ul,
+)
+
+ComfortData = Struct(
+    "setpoint_left_mc" / Int32sl,
+    "setpoint_right_mc" / Int32sl,
+    "wake_light_max_permille" / Int16ul,
+    "haptic_level_permille" / Int16ul,
+)
+
+KEY_LEN = 32
+
+KeyData = Struct(
+    "sanctuary_id" / Int16ul,
+    "bed_id" / Int16ul,
+    "key" / Bytes(KEY_LEN),
+)
+
+RECORD_PAYLOADS = {
+    "calibration": CalibrationData,
+    "config": ConfigData,
+    "comfort": ComfortData,
+    "key": KeyData,
+}
+
+# --------------------------------------------------------------------------
+# Management payloads: (frame kind, message) -> payload struct
+# --------------------------------------------------------------------------
+Empty = Struct()
+
+ResetCause = Enum(
+    Int8ul,
+    unknown=0,
+    power_on=1,
+    hard=2,
+    watchdog=3,
+    deep_sleep=4,
+    soft=5,
+    brownout=6,
+)
+
+CalibrationState = Enum(
+    Int8ul,
+    nominal=0,  # no record: nominal B-model coefficients in use
+    calibrated=1,
+    corrupt=2,  # record failed its check: nominal coefficients in use
+    staged=3,  # a written record awaits commit
+)
+
+OUTPUT_CHANNELS = 5
+
+OutputChannel = Enum(
+    Int8ul,
+    drive_left=0,
+    drive_right=1,
+    haptic=2,
+    wake_light=3,
+    status_led=4,
+)
+
+ErrorCode = Enum(
+    Int8ul,
+    bad_frame=1,
+    unknown_message=2,
+    bad_payload=3,
+    refused=4,  # the safety supervisor or the unit's state says no
+    busy=5,
+    storage=6,
+)
+
+SENSOR_CHANNELS = 6  # pad left, pad right, ambient, current left, current right, BCG
+
+PingPayload = Struct("nonce" / Int32ul)
+
+InfoResponse = Struct(
+    "firmware_version" / _blob(),
+    "firmware_hash" / Bytes(8),
+    "protocol_hash" / Int32ul,
+    "unit_serial" / _blob(),
+    "reset_cause" / ResetCause,
+    "uptime_ms" / Int32ul,
+    "calibration_state" / CalibrationState,
+    "record_flags"
+    / FlagsEnum(
+        Int8ul,
+        calibration_missing=1,
+        calibration_corrupt=2,
+        config_corrupt=4,
+        comfort_corrupt=8,
+        key_missing=16,
+        key_corrupt=32,
+    ),
+    "fault_mask" / Int32ul,
+    "sanctuary_id" / Int16ul,
+    "bed_id" / Int16ul,
+    "mpy_abi" / Int16ul,
+)
+
+SensorReadings = Struct(
+    "adc" / Array(SENSOR_CHANNELS, Int16ul),
+    "pad_left_mc" / Int32sl,
+    "pad_right_mc" / Int32sl,
+    "ambient_mc" / Int32sl,
+    "current_left_ma" / Int16ul,
+    "current_right_ma" / Int16ul,
+)
+
+CalibrationReadResponse = Struct(
+    "state" / CalibrationState,
+    "generation" / Int32ul,
+    "data" / CalibrationData,
+)
+
+GenerationPayload = Struct("generation" / Int32ul)
+
+BenchOverride = Struct(
+    "channel" / OutputChannel,
+    "level_permille" / Int16sl,  # signed for thermal drive: -1000 cool .. +1000 heat
+    "duration_ms" / Int32ul,  # 0 releases the override
+)
+
+SelfTestResponse = Struct(
+    "passed_mask" / Int32ul,
+    "failed_mask" / Int32ul,
+)
+
+FaultClearRequest = Struct("fault_mask" / Int32ul)
+
+FaultClearResponse = Struct(
+    "cleared_mask" / Int32ul,
+    "remaining_mask" / Int32ul,
+)
+
+KeyIdResponse = Struct("key_id" / Bytes(4))  # first bytes of SHA-256(key): never the key
+
+TelemetryControl = Struct("period_ms" / Int16ul)  # 0 stops the stream
+
+RebootRequest = Struct("delay_ms" / Int16ul)
+
+Telemetry = Struct(
+    "uptime_ms" / Int32ul,
+    "pad_left_mc" / Int32sl,
+    "pad_right_mc" / Int32sl,
+    "ambient_mc" / Int32sl,
+    "setpoint_left_mc" / Int32sl,
+    "setpoint_right_mc" / Int32sl,
+    "drive_left_permille" / Int16sl,
+    "drive_right_permille" / Int16sl,
+    "current_left_ma" / Int16ul,
+    "current_right_ma" / Int16ul,
+    "outputs_permille" / Array(OUTPUT_CHANNELS, Int16sl),
+    "fault_mask" / Int32ul,
+    "tick_overruns" / Int32ul,
+    "sync_flags" / Int8ul,
+    "global_time_us" / Int64ul,
+)
+
+FaultEvent = Struct(
+    "code" / Int8ul,
+    "active" / Int8ul,
+    "value" / Int32sl,
+    "uptime_ms" / Int32ul,
+)
+
+BootEvent = Struct(
+    "reset_cause" / ResetCause,
+    "boot_epoch" / Int16ul,
+)
+
+ErrorPayload = Struct(
+    "code" / ErrorCode,
+    "detail" / Int16ul,
+)
+
+MANAGEMENT_PAYLOADS = {
+    ("request", "ping"): PingPayload,
+    ("response", "ping"): PingPayload,
+    ("request", "info"): Empty,
+    ("response", "info"): InfoResponse,
+    ("request", "read_sensors"): Empty,
+    ("response", "read_sensors"): SensorReadings,
+    ("request", "calibration_read"): Empty,
+    ("response", "calibration_read"): CalibrationReadResponse,
+    ("request", "calibration_write"): CalibrationData,
+    ("response", "calibration_write"): Empty,
+    ("request", "calibration_commit"): Empty,
+    ("response", "calibration_commit"): GenerationPayload,
+    ("request", "config_read"): Empty,
+    ("response", "config_read"): ConfigData,
+    ("request", "config_write"): ConfigData,
+    ("response", "config_write"): GenerationPayload,
+    ("request", "bench_override"): BenchOverride,
+    ("response", "bench_override"): Empty,
+    ("request", "self_test"): Empty,
+    ("response", "self_test"): SelfTestResponse,
+    ("request", "fault_clear"): FaultClearRequest,
+    ("response", "fault_clear"): FaultClearResponse,
+    ("request", "provision_key"): KeyData,
+    ("response", "provision_key"): KeyIdResponse,
+    ("request", "telemetry_control"): TelemetryControl,
+    ("response", "telemetry_control"): Empty,
+    ("request", "reboot"): RebootRequest,
+    ("response", "reboot"): Empty,
+    ("request", "repl_handback"): Empty,
+    ("response", "repl_handback"): Empty,
+    ("telemetry", "telemetry"): Telemetry,
+    ("event", "fault_event"): FaultEvent,
+    ("event", "boot_event"): BootEvent,
+}
+# An error frame answers any request: its payload is the same for every message.
+ERROR_PAYLOAD = ErrorPayload
+
+# --------------------------------------------------------------------------
+# Radio: the sync beacon (ESP-NOW broadcast)
+# --------------------------------------------------------------------------
+RADIO_BEACON = 0xB1
+TAG_LEN = 8  # truncated HMAC-SHA256, as MAVLink 2 signing truncates to 48 bits
+BEACON_AIR_MAX = 64
+
+Occupancy = Enum(Int8ul, unknown=0, empty=1, occupied=2)
+
+# Coarse sleep summary only: no raw vitals leave the bed (privacy).
+WakeReadiness = Enum(Int8ul, unknown=0, awake=1, light=2, deep=3, moving=4)
+
+BeaconFlags = FlagsEnum(
+    Int8ul,
+    synced=1,
+    is_root=2,
+    program_running=4,
+    ushering=8,
+    fault=16,
+)
+
+Beacon = Crc32Sealed(
+    Struct(
+        "radio_kind" / Const(RADIO_BEACON, Int8ul),
+        "version" / Const(PROTOCOL_VERSION, Int8ul),
+        "sanctuary_id" / Int16ul,
+        "bed_id" / Int16ul,
+        # (boot_epoch, seq) strictly increases per sender: the replay counter.
+        "boot_epoch" / Int16ul,
+        "seq" / Int32ul,
+        "flags" / BeaconFlags,
+        "root_id" / Int16ul,
+        "root_seq" / Int32ul,
+        "global_time_us" / Int64ul,
+        "program_id" / Int16ul,
+        "program_version" / Int16ul,
+        "program_start_us" / Int64ul,
+        "occupancy" / Occupancy,
+        "wake_readiness" / WakeReadiness,
+        "power_demand_w" / Int16ul,
+        "power_grant_w" / Int16ul,
+        "drift_ppb" / Int32sl,
+        "hops" / Int8ul,
+        # HMAC-SHA256(sanctuary key, every byte before the tag), truncated.
+        "tag" / Bytes(TAG_LEN),
+    )
+)
+
+# Every top-level message, by the name the generated codec uses for it.
+MESSAGES = {
+    "beacon": Beacon,
+    "frame": ManagementFrame,
+    "record": Record,
+}
+
+# Numeric constants the firmware needs, emitted into the generated codec.
+CONSTANTS = {
+    "PROTOCOL_VERSION": PROTOCOL_VERSION,
+    "FRAME_FLAG": FRAME_FLAG,
+    "FRAME_ESCAPE": FRAME_ESCAPE,
+    "FRAME_ESCAPE_XOR": FRAME_ESCAPE_XOR,
+    "FRAME_CONTROL_LIMIT": FRAME_CONTROL_LIMIT,
+    "FRAME_BODY_MAX": FRAME_BODY_MAX,
+    "RADIO_BEACON": RADIO_BEACON,
+    "TAG_LEN": TAG_LEN,
+    "KEY_LEN": KEY_LEN,
+    "BEACON_AIR_MAX": BEACON_AIR_MAX,
+    "OUTPUT_CHANNELS": OUTPUT_CHANNELS,
+    "SENSOR_CHANNELS": SENSOR_CHANNELS,
+}
+
+# Enumerations whose names the firmware and host tools refer to.
+ENUMS = {
+    "FrameKind": FrameKind,
+    "MessageId": MessageId,
+    "RecordKind": RecordKind,
+    "ResetCause": ResetCause,
+    "CalibrationState": CalibrationState,
+    "OutputChannel": OutputChannel,
+    "ErrorCode": ErrorCode,
+    "Occupancy": Occupancy,
+    "WakeReadiness": WakeReadiness,
+    "BeaconFlags": BeaconFlags,
+}
