@@ -10,6 +10,7 @@ import hashlib
 from array import array
 
 from micropython import const
+
 from wire_codec import (
     BEACON,
     BEACON_AT_TAG,

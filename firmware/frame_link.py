@@ -7,6 +7,7 @@ byte by byte into one preallocated buffer and allocates nothing.
 """
 
 from micropython import const
+
 from wire_codec import FRAME_BODY_MAX, FRAME_CONTROL_LIMIT, FRAME_ESCAPE, FRAME_ESCAPE_XOR, FRAME_FLAG
 
 _FLAG = const(0x7E)

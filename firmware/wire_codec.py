@@ -31,7 +31,7 @@ _LIMITS = {
     "I": (0, 0xFFFFFFFF),
     "q": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
     "Q": (0, 0xFFFFFFFFFFFFFFFF),
-    "f": (-3.4028234e38, 3.4028234e38),
+    "f": (-3.4028234663852886e38, 3.4028234663852886e38),
     "d": (-1.7976931348623157e308, 1.7976931348623157e308),
 }
 _BUFFERS = (bytes, bytearray, memoryview)
@@ -153,7 +153,7 @@ def unpack(layout, buf, off=0, end=-1):
     return out
 
 
-PROTOCOL_HASH = const(0x53A10F11)
+PROTOCOL_HASH = const(0xE0BACEEE)
 PROTOCOL_VERSION = const(1)
 FRAME_FLAG = const(126)
 FRAME_ESCAPE = const(125)
@@ -313,7 +313,7 @@ BOOT_EVENT = ('boot_event', ('<BH',), (), (), False, 3, 2)
 
 COMFORT_DATA = ('comfort_data', ('<iiHH',), (), (), False, 12, 4)
 
-E_R_R_O_R__P_A_Y_L_O_A_D = ('e_r_r_o_r__p_a_y_l_o_a_d', ('<BH',), (), (), False, 3, 2)
+ERROR_PAYLOAD = ('error_payload', ('<BH',), (), (), False, 3, 2)
 
 # (frame kind, message id) -> payload layout
 MANAGEMENT_PAYLOADS = {
@@ -351,7 +351,7 @@ MANAGEMENT_PAYLOADS = {
     (4, 65): FAULT_EVENT,
     (4, 66): BOOT_EVENT,
 }
-ERROR_LAYOUT = E_R_R_O_R__P_A_Y_L_O_A_D
+ERROR_LAYOUT = ERROR_PAYLOAD
 
 # record kind -> payload layout
 RECORD_PAYLOADS = {

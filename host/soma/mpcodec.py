@@ -70,6 +70,11 @@ class FirmwareCodec:
     def unpack(self, layout, data):
         return [from_json(v) for v in self.call("unpack", layout=layout, hex=bytes(data).hex())]
 
+    def judge(self, layout, inputs):
+        """Decode a batch in one round trip: a value list per input, None where rejected."""
+        answers = self.call("judge", layout=layout, inputs=[bytes(data).hex() for data in inputs])
+        return [None if values is None else [from_json(v) for v in values] for values in answers]
+
     def pack(self, layout, values):
         return bytes.fromhex(self.call("pack", layout=layout, values=[to_json(v) for v in values]))
 

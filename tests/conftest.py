@@ -1,0 +1,46 @@
+"""Shared fixtures: hypothesis profiles and one long-lived MicroPython codec service."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from fuzzcount import CASES, FLOOR
+from soma.mpcodec import FirmwareCodec
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "firmware"))  # the generated codec also runs under CPython
+
+_common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+# ci: reproducible, and at least 10 000 cases for each decoder's fuzz test.
+settings.register_profile("ci", max_examples=10_000, derandomize=True, database=None, print_blob=True, **_common)
+# dev: quick local runs.
+settings.register_profile("dev", max_examples=300, **_common)
+# nightly (`make fuzz`): long, random, keeps and replays its example database.
+settings.register_profile("nightly", max_examples=200_000, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if CASES:
+        terminalreporter.write_line(
+            "fuzz cases per decoder: " + ", ".join(f"{name} {count}" for name, count in sorted(CASES.items()))
+        )
+
+
+def pytest_sessionfinish(session):
+    """In the ci profile every decoder that was fuzzed must have seen FLOOR cases."""
+    if os.environ.get("HYPOTHESIS_PROFILE") == "ci" and session.exitstatus == 0:
+        short = {name: count for name, count in CASES.items() if count < FLOOR}
+        if short:
+            session.exitstatus = 1
+            print(f"\nfuzz floor not reached ({FLOOR} cases per decoder): {short}")
+
+
+@pytest.fixture(scope="session")
+def firmware():
+    """The generated codec, framing and auth modules under real MicroPython."""
+    with FirmwareCodec() as service:
+        yield service

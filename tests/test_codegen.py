@@ -1,0 +1,64 @@
+"""The generated firmware codec: current, complete, and refusing what it cannot mirror."""
+
+import construct as cs
+import pytest
+
+import wire_codec
+from soma_protocol import codegen, ir, schema
+
+
+def test_checked_in_codec_is_current():
+    """Fails when the schema changed without `make codegen`, or the file was edited by hand."""
+    assert codegen.OUTPUT.read_text() == codegen.render(), "firmware/wire_codec.py is stale: run `make codegen`"
+
+
+def test_check_mode_reports_stale_file(tmp_path, capsys):
+    stale = tmp_path / "wire_codec.py"
+    widened = codegen.render().replace("HHiB8s", "HHiH8s")  # one field, one byte wider
+    assert widened != codegen.render()
+    stale.write_text(widened)
+    assert codegen.main(["--check", "--output", str(stale)]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert codegen.main(["--output", str(stale)]) == 0
+    assert codegen.main(["--check", "--output", str(stale)]) == 0
+
+
+def test_layouts_match_the_schema_description():
+    for name, msg in ir.all_messages().items():
+        layout = getattr(wire_codec, name.upper())
+        assert layout[0] == name
+        assert layout[6] == len(msg.fields)
+        assert layout[5] == (-1 if msg.fixed_size is None else msg.fixed_size)
+
+
+def test_beacon_fits_on_air():
+    assert wire_codec.BEACON_SIZE <= schema.BEACON_AIR_MAX
+
+
+@pytest.mark.parametrize(
+    ("node", "named"),
+    [
+        (cs.Struct("x" / cs.VarInt), "VarInt"),
+        (cs.Struct("x" / cs.Int16ub), "'>H'"),
+        (cs.Struct("n" / cs.Int8ul, "x" / cs.Bytes(cs.this.n)), "computed length"),
+        (cs.Struct("x" / cs.Switch(cs.this.n, {1: cs.Int8ul})), "Switch"),
+        (cs.Struct("x" / cs.PascalString(cs.Int8ul, "utf8")), "StringEncoded"),
+        (cs.Struct(cs.Int8ul), "unnamed"),
+    ],
+)
+def test_unsupported_constructs_stop_the_generator_by_name(node, named):
+    with pytest.raises(ir.UnsupportedConstruct, match=named):
+        ir.describe("probe", node)
+
+
+def test_protocol_hash_is_in_the_codec_and_follows_the_schema(monkeypatch):
+    assert wire_codec.PROTOCOL_HASH == ir.protocol_hash()
+    widened = schema.Crc32Sealed(cs.Struct(*schema.Beacon.body.subcons[:-2], "hops" / cs.Int16ul, "tag" / cs.Bytes(8)))
+    monkeypatch.setitem(schema.MESSAGES, "beacon", widened)
+    assert ir.protocol_hash() != wire_codec.PROTOCOL_HASH
+
+
+def test_generator_reports_unsupported_schema(monkeypatch, capsys):
+    monkeypatch.setitem(schema.MESSAGES, "probe", cs.Struct("x" / cs.VarInt))
+    assert codegen.main(["--check"]) == 2
+    assert "VarInt" in capsys.readouterr().err

@@ -1,0 +1,53 @@
+"""The protocol modules as deployed (.mpy from mpy-cross) work inside the board's 96 KiB heap."""
+
+import subprocess
+
+from soma import paths
+from soma.firmware_build import compile_tree
+
+SCRIPT = """
+import gc
+gc.collect()
+before = gc.mem_alloc()
+import beacon_auth, frame_link, wire_codec
+gc.collect()
+loaded = gc.mem_alloc() - before
+mac = beacon_auth.HmacSha256(bytes(32))
+buf = bytearray(wire_codec.BEACON_SIZE)
+values = [7, 2, 1, 1, 1, 2, 3, 4, 5, 6, 7, 2, 1, 100, 50, -3, 0, b""]
+beacon_auth.pack_signed_beacon(mac, buf, values)
+verifier = beacon_auth.BeaconVerifier(bytes(32), 7)
+assert verifier.check(buf, len(buf))[0] == beacon_auth.ACCEPTED
+assert verifier.check(buf, len(buf))[0] == beacon_auth.REPLAYED
+out = bytearray(frame_link.encoded_size_max(len(buf)))
+n = frame_link.encode_into(buf, len(buf), out)
+reader = frame_link.FrameReader()
+lengths = [reader.push(b) for b in out[:n]]
+assert lengths[-1] == len(buf) and reader.body[: len(buf)] == buf
+gc.collect()
+before = gc.mem_alloc()
+gc.disable()
+for i in range(n):
+    reader.push(out[i])
+per_frame = gc.mem_alloc() - before
+gc.enable()
+print("ok", loaded, per_frame)
+"""
+
+
+def test_protocol_modules_fit_the_heap_and_decode_without_allocating(tmp_path):
+    compile_tree(tmp_path)
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT)
+    result = subprocess.run(
+        [paths.micropython(), "-X", "heapsize=96K", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MICROPYPATH": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    status, loaded, per_frame = result.stdout.split()
+    assert status == "ok"
+    assert int(loaded) < 32 * 1024  # the codec must leave most of the heap to the application
+    assert int(per_frame) == 0  # the byte-by-byte frame reader allocates nothing
