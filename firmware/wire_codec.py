@@ -153,7 +153,7 @@ def unpack(layout, buf, off=0, end=-1):
     return out
 
 
-PROTOCOL_HASH = const(0xE0BACEEE)
+PROTOCOL_HASH = const(0xD61D9022)
 PROTOCOL_VERSION = const(1)
 FRAME_FLAG = const(126)
 FRAME_ESCAPE = const(125)
@@ -166,6 +166,9 @@ KEY_LEN = const(32)
 BEACON_AIR_MAX = const(64)
 OUTPUT_CHANNELS = const(5)
 SENSOR_CHANNELS = const(6)
+SIM_KIND_SENSORS = const(81)
+SIM_KIND_ACTUATORS = const(82)
+SIM_KIND_RADIO = const(83)
 
 FRAME_KIND_REQUEST = const(1)
 FRAME_KIND_RESPONSE = const(2)
@@ -188,6 +191,7 @@ MESSAGE_ID_PROVISION_KEY = const(12)
 MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 MESSAGE_ID_REBOOT = const(14)
 MESSAGE_ID_REPL_HANDBACK = const(15)
+MESSAGE_ID_SET_TARGETS = const(16)
 MESSAGE_ID_TELEMETRY = const(64)
 MESSAGE_ID_FAULT_EVENT = const(65)
 MESSAGE_ID_BOOT_EVENT = const(66)
@@ -273,6 +277,32 @@ RECORD_IX_VERSION = const(1)
 RECORD_IX_GENERATION = const(2)
 RECORD_IX_PAYLOAD = const(3)
 
+SIM_SENSORS = ('sim_sensors', ('<BIHHHHHH',), ((0, 81),), (), False, 17, 7)
+SIM_SENSORS_SIZE = const(17)
+SIM_SENSORS_IX_SEQ = const(0)
+SIM_SENSORS_IX_ADC_0 = const(1)
+SIM_SENSORS_IX_ADC_1 = const(2)
+SIM_SENSORS_IX_ADC_2 = const(3)
+SIM_SENSORS_IX_ADC_3 = const(4)
+SIM_SENSORS_IX_ADC_4 = const(5)
+SIM_SENSORS_IX_ADC_5 = const(6)
+
+SIM_ACTUATORS = ('sim_actuators', ('<BIhhhhhHIBI',), ((0, 82),), (), False, 26, 10)
+SIM_ACTUATORS_SIZE = const(26)
+SIM_ACTUATORS_IX_SEQ = const(0)
+SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_0 = const(1)
+SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_1 = const(2)
+SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_2 = const(3)
+SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_3 = const(4)
+SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_4 = const(5)
+SIM_ACTUATORS_IX_WATCHDOG_TIMEOUT_MS = const(6)
+SIM_ACTUATORS_IX_WATCHDOG_FEEDS = const(7)
+SIM_ACTUATORS_IX_WATCHDOG_HELD = const(8)
+SIM_ACTUATORS_IX_LOCAL_TICKS_US = const(9)
+
+SIM_RADIO = ('sim_radio', ('<B', '*B'), ((0, 83),), (), False, -1, 1)
+SIM_RADIO_IX_PAYLOAD = const(0)
+
 PING_PAYLOAD = ('ping_payload', ('<I',), (), (), False, 4, 1)
 
 EMPTY = ('empty', (), (), (), False, 0, 0)
@@ -304,6 +334,8 @@ KEY_ID_RESPONSE = ('key_id_response', ('<4s',), (), (), False, 4, 1)
 TELEMETRY_CONTROL = ('telemetry_control', ('<H',), (), (), False, 2, 1)
 
 REBOOT_REQUEST = ('reboot_request', ('<H',), (), (), False, 2, 1)
+
+TARGETS_REQUEST = ('targets_request', ('<ii',), (), (), False, 8, 2)
 
 TELEMETRY = ('telemetry', ('<IiiiiihhHHhhhhhIIBQ',), (), (), False, 59, 19)
 
@@ -347,6 +379,8 @@ MANAGEMENT_PAYLOADS = {
     (2, 14): EMPTY,
     (1, 15): EMPTY,
     (2, 15): EMPTY,
+    (1, 16): TARGETS_REQUEST,
+    (2, 16): EMPTY,
     (3, 64): TELEMETRY,
     (4, 65): FAULT_EVENT,
     (4, 66): BOOT_EVENT,

@@ -255,6 +255,10 @@ def render():
     for kind, node in schema.RECORD_PAYLOADS.items():
         out.append(f"    {ids(schema.RecordKind, kind)}: {layout_name(node)},")
     out.append("}")
+    names = [line.split(" = ", 1)[0] for line in out if " = " in line and not line.startswith(" ")]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ir.UnsupportedConstruct(f"generated names collide: {', '.join(clashes)}")
     return "\n".join(out) + "\n"
 
 

@@ -111,6 +111,7 @@ MessageId = Enum(
     telemetry_control=13,
     reboot=14,
     repl_handback=15,
+    set_targets=16,
     telemetry=64,
     fault_event=65,
     boot_event=66,
@@ -327,6 +328,12 @@ TelemetryControl = Struct("period_ms" / Int16ul)  # 0 stops the stream
 
 RebootRequest = Struct("delay_ms" / Int16ul)
 
+# Pad set points while no program runs (clamped to 13..40 degC by the firmware); 0 turns a zone off.
+TargetsRequest = Struct(
+    "left_mc" / Int32sl,
+    "right_mc" / Int32sl,
+)
+
 Telemetry = Struct(
     "uptime_ms" / Int32ul,
     "pad_left_mc" / Int32sl,
@@ -393,6 +400,8 @@ MANAGEMENT_PAYLOADS = {
     ("response", "reboot"): Empty,
     ("request", "repl_handback"): Empty,
     ("response", "repl_handback"): Empty,
+    ("request", "set_targets"): TargetsRequest,
+    ("response", "set_targets"): Empty,
     ("telemetry", "telemetry"): Telemetry,
     ("event", "fault_event"): FaultEvent,
     ("event", "boot_event"): BootEvent,
@@ -448,11 +457,46 @@ Beacon = Crc32Sealed(
     )
 )
 
+# --------------------------------------------------------------------------
+# Simulator link: the `sim` board backend (firmware/hal_sim.py, MicroPython unix port)
+# and the host's world model exchange these as UDP datagrams on the loopback interface.
+# --------------------------------------------------------------------------
+SIM_KIND_SENSORS = 0x51
+SIM_KIND_ACTUATORS = 0x52
+SIM_KIND_RADIO = 0x53
+
+# World -> bed: the latest ADC codes of every channel.
+SimSensors = Struct(
+    "sim_kind" / Const(SIM_KIND_SENSORS, Int8ul),
+    "seq" / Int32ul,
+    "adc" / Array(SENSOR_CHANNELS, Int16ul),
+)
+
+# Bed -> world: every output, the watchdog's state and the bed's own (drifting) clock.
+SimActuators = Struct(
+    "sim_kind" / Const(SIM_KIND_ACTUATORS, Int8ul),
+    "seq" / Int32ul,
+    "outputs_permille" / Array(OUTPUT_CHANNELS, Int16sl),
+    "watchdog_timeout_ms" / Int16ul,  # 0 while not armed
+    "watchdog_feeds" / Int32ul,
+    "watchdog_held" / Int8ul,  # the REPL has the console: the simulator keeps the watchdog fed
+    "local_ticks_us" / Int32ul,
+)
+
+# Either way: one radio frame (a beacon) to or from the simulated medium.
+SimRadio = Struct(
+    "sim_kind" / Const(SIM_KIND_RADIO, Int8ul),
+    "payload" / Prefixed(Int8ul, GreedyBytes),
+)
+
 # Every top-level message, by the name the generated codec uses for it.
 MESSAGES = {
     "beacon": Beacon,
     "frame": ManagementFrame,
     "record": Record,
+    "sim_sensors": SimSensors,
+    "sim_actuators": SimActuators,
+    "sim_radio": SimRadio,
 }
 
 # Numeric constants the firmware needs, emitted into the generated codec.
@@ -469,6 +513,9 @@ CONSTANTS = {
     "BEACON_AIR_MAX": BEACON_AIR_MAX,
     "OUTPUT_CHANNELS": OUTPUT_CHANNELS,
     "SENSOR_CHANNELS": SENSOR_CHANNELS,
+    "SIM_KIND_SENSORS": SIM_KIND_SENSORS,
+    "SIM_KIND_ACTUATORS": SIM_KIND_ACTUATORS,
+    "SIM_KIND_RADIO": SIM_KIND_RADIO,
 }
 
 # Enumerations whose names the firmware and host tools refer to.

@@ -1,0 +1,97 @@
+"""Drift-free fixed-rate loop on the board's wrapping microsecond ticks.
+
+Deadlines advance by exactly one period (ticks_add), so lateness never accumulates;
+after a long stall the loop drops the missed ticks instead of bursting. Garbage
+collection runs in the idle time after a tick body, never inside one. Lateness and body
+time go into fixed histograms (no allocation) for telemetry and the benchmarks.
+"""
+
+import gc
+from array import array
+
+from micropython import const
+
+PERIOD_US = const(10_000)  # 100 Hz
+BUCKET_US = const(20)  # histogram resolution
+BUCKETS = const(256)  # last bucket collects everything >= 5.1 ms
+_GC_IDLE_US = const(4_000)  # a collection of the 96 KiB heap fits well inside this
+_GC_EVERY_TICKS = const(100)  # collect about once a second, before the heap fills
+_RESYNC_PERIODS = const(5)
+
+
+class Scheduler:
+    def __init__(self, clock, period_us=PERIOD_US):
+        self._clock = clock
+        self.period_us = period_us
+        self.running = True
+        self.ticks = 0  # small int: wraps into the sign bit only after 124 days at 100 Hz
+        self.overruns = 0
+        self.gc_runs = 0
+        self.gc_pause_max_us = 0
+        self.late_max_us = 0
+        self.body_max_us = 0
+        self.late_histogram = array("I", bytes(4 * BUCKETS))
+        self.body_histogram = array("I", bytes(4 * BUCKETS))
+        self._since_gc = 0
+
+    def run(self, tick):
+        """Call tick(count) every period until `running` is cleared (or tick raises)."""
+        clock = self._clock
+        deadline = clock.ticks_us()
+        while self.running:
+            start = clock.ticks_us()
+            late = clock.ticks_diff(start, deadline)
+            if late < 0:
+                late = 0
+            self.late_histogram[min(late // BUCKET_US, BUCKETS - 1)] += 1
+            if late > self.late_max_us:
+                self.late_max_us = late
+            tick(self.ticks)
+            end = clock.ticks_us()
+            body = clock.ticks_diff(end, start)
+            self.body_histogram[min(body // BUCKET_US, BUCKETS - 1)] += 1
+            if body > self.body_max_us:
+                self.body_max_us = body
+            self.ticks += 1
+            deadline = clock.ticks_add(deadline, self.period_us)
+            remaining = clock.ticks_diff(deadline, end)
+            if remaining < 0:
+                self.overruns += 1
+                if remaining < -_RESYNC_PERIODS * self.period_us:
+                    deadline = end
+                continue
+            self._since_gc += 1
+            if remaining > _GC_IDLE_US and self._since_gc >= _GC_EVERY_TICKS:
+                self._collect()
+                remaining = clock.ticks_diff(deadline, clock.ticks_us())
+            if remaining > 0:
+                clock.sleep_us(remaining)
+
+    def _collect(self):
+        clock = self._clock
+        start = clock.ticks_us()
+        gc.collect()
+        pause = clock.ticks_diff(clock.ticks_us(), start)
+        self.gc_runs += 1
+        self._since_gc = 0
+        if pause > self.gc_pause_max_us:
+            self.gc_pause_max_us = pause
+
+    def stop(self):
+        self.running = False
+
+
+def percentile_us(histogram, fraction):
+    """The bucket floor (us) below which `fraction` of the recorded values fall."""
+    total = 0
+    for count in histogram:
+        total += count
+    if not total:
+        return 0
+    goal = fraction * total
+    seen = 0
+    for index in range(len(histogram)):
+        seen += histogram[index]
+        if seen >= goal:
+            return index * BUCKET_US
+    return (len(histogram) - 1) * BUCKET_US

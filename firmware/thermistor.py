@@ -1,0 +1,51 @@
+"""Thermistor ADC code -> milli-degrees Celsius, without floats on the sample path.
+
+The Steinhart-Hart curve of one sensor (calibrated coefficients, or the nominal B model)
+is evaluated once, at construction, into a table of 257 points over the 16-bit ADC range;
+a reading then costs two table lookups and an integer interpolation. With the SB-1 divider
+a table step spans about 0.4 K near room temperature, where linear interpolation is exact
+to well under a millikelvin.
+"""
+
+import math
+from array import array
+
+from micropython import const
+
+from board import ADC_FULL_SCALE, NTC_B_KELVIN, NTC_PULLUP_OHM, NTC_R25_OHM
+
+_STEPS = const(256)
+_SHIFT = const(8)  # 65536 / _STEPS codes per table step
+_KELVIN_OFFSET = 273.15
+
+
+def nominal_coefficients():
+    """Steinhart-Hart (a, b, c) of the datasheet B model: 1/T = 1/T25 + ln(R/R25)/B."""
+    b = 1.0 / NTC_B_KELVIN
+    return (1.0 / 298.15 - math.log(NTC_R25_OHM) * b, b, 0.0)
+
+
+def resistance_ohm(code):
+    """The NTC resistance that the divider turns into this ADC code (code clamped inside the range)."""
+    code = min(max(code, 1), ADC_FULL_SCALE - 1)
+    return NTC_PULLUP_OHM * code / (ADC_FULL_SCALE - code)
+
+
+class Thermistor:
+    """One sensor's curve as a fixed-point table."""
+
+    def __init__(self, a, b, c):
+        self.table = array("i", bytes(4 * (_STEPS + 1)))
+        for step in range(_STEPS + 1):
+            ln_r = math.log(resistance_ohm(step << _SHIFT))
+            inverse = a + b * ln_r + c * ln_r * ln_r * ln_r
+            if not 1e-4 < inverse < 1e-2:  # beyond 100 K .. 10 000 K the coefficients are nonsense
+                raise ValueError("thermistor coefficients give no temperature at code %d" % (step << _SHIFT))
+            self.table[step] = int((1.0 / inverse - _KELVIN_OFFSET) * 1000.0)
+
+    def millicelsius(self, code):
+        """Temperature of an ADC code (0..65535) in milli-degC. Allocates nothing."""
+        table = self.table
+        step = code >> _SHIFT
+        low = table[step]
+        return low + (((table[step + 1] - low) * (code & 0xFF)) >> _SHIFT)
