@@ -27,7 +27,7 @@ from board import (
 )
 from config import Config
 from console import ManagementLink, Refused
-from control import Pid, clamp
+from control import ControlLaw, Pid, RelayAutotune, clamp
 from scheduler import Scheduler
 from sensors import Sensors
 from thermistor import Thermistor, nominal_coefficients
@@ -75,7 +75,7 @@ class Bed:
             board.adc, self.thermistors, self.config["adc_open_above"], self.config["adc_short_below"]
         )
         self.supervisor = safety.Supervisor(self.config, board.outputs, self._fault_event)
-        self.laws = [Pid(*self.config.gains(0)), Pid(*self.config.gains(1))]
+        self.laws: list[ControlLaw] = [Pid(*self.config.gains(0)), Pid(*self.config.gains(1))]
         self.targets_mc = [0, 0]  # 0: zone off
         self.outputs = [0] * OUT_CHANNELS  # last level per output channel, for telemetry
         self._override_level = [0] * OUT_CHANNELS
@@ -143,10 +143,14 @@ class Bed:
 
     # ---- the loop ---------------------------------------------------------------
 
-    def run(self):
+    def start(self):
+        """Outputs off, watchdog armed, boot reported: then the loop may run."""
         self.board.outputs.all_off()
         self.board.watchdog.start(WATCHDOG_TIMEOUT_MS)
         self.link.event(wire.MESSAGE_ID_BOOT_EVENT, [self.board.system.reset_cause(), self.boot_epoch])
+
+    def run(self):
+        self.start()
         self.scheduler.run(self.tick)
 
     def tick(self, count):
@@ -203,6 +207,8 @@ class Bed:
             elif self.targets_mc[zone]:
                 target = clamp(self.targets_mc[zone], config["setpoint_min_mc"], config["setpoint_max_mc"])
                 drive = self.laws[zone].update(target, self.sensors.temps_mc[zone])
+                if self.laws[zone].done:
+                    self._autotune_done(zone)
             else:
                 drive = 0
                 self.laws[zone].reset(self.sensors.temps_mc[zone])
@@ -288,6 +294,7 @@ class Bed:
             + [
                 self.supervisor.latched,
                 self.scheduler.overruns & 0xFFFFFFFF,
+                self.scheduler.heap_used,
                 0,
                 self.local_time.now_us(),
             ]
@@ -313,6 +320,7 @@ class Bed:
             wire.MESSAGE_ID_REBOOT: self._reboot,
             wire.MESSAGE_ID_REPL_HANDBACK: self._repl_handback,
             wire.MESSAGE_ID_SET_TARGETS: self._set_targets,
+            wire.MESSAGE_ID_AUTOTUNE: self._autotune,
         }
 
     def _info(self, request):
@@ -431,6 +439,39 @@ class Bed:
     def _repl_handback(self, request):
         self.scheduler.stop()  # the loop ends after this tick; main() turns outputs off
         return []
+
+    def _autotune(self, request):
+        zone, target, amplitude = request
+        config = self.config
+        if (
+            zone > 1
+            or not config["setpoint_min_mc"] <= target <= config["setpoint_max_mc"]
+            or not 0 < amplitude <= 1000
+        ):
+            raise ValueError("autotune needs zone 0 or 1, a target in the set point range and 1..1000 permille")
+        if not self.supervisor.armed or self.supervisor.latched:
+            raise Refused(self.supervisor.latched & 0xFFFF)
+        self.supervisor.refresh()
+        self.laws[zone] = RelayAutotune(amplitude)
+        self.laws[zone].reset(self.sensors.temps_mc[zone])
+        self.targets_mc[zone] = target
+        self.link.event(wire.MESSAGE_ID_AUTOTUNE_EVENT, [zone, wire.AUTOTUNE_STATE_RUNNING, 0, 0, 0, 0])
+        return []
+
+    def _autotune_done(self, zone):
+        law = self.laws[zone]
+        assert isinstance(law, RelayAutotune)
+        gains = law.gains()
+        prefix = "zone_left." if zone == 0 else "zone_right."
+        self.config = self.config.changed(
+            {prefix + "kp_q16": gains[0], prefix + "ki_q16": gains[1], prefix + "kd_q16": gains[2]}
+        )
+        self.store.save(wire.RECORD_KIND_CONFIG, self.config.values())
+        self.laws[zone] = Pid(*gains)
+        self.laws[zone].reset(self.sensors.temps_mc[zone])
+        self.link.event(
+            wire.MESSAGE_ID_AUTOTUNE_EVENT, [zone, wire.AUTOTUNE_STATE_DONE, RelayAutotune.PEAKS] + list(gains)
+        )
 
     def _set_targets(self, request):
         config = self.config

@@ -30,19 +30,19 @@ FIELDS = (
 
 # name: (default, lowest allowed, highest allowed)
 _RULES = {
-    "zone_left.kp_q16": (20_000, 0, 50_000),
-    "zone_left.ki_q16": (12, 0, 50_000),
-    "zone_left.kd_q16": (0, 0, 50_000),
-    "zone_right.kp_q16": (20_000, 0, 50_000),
-    "zone_right.ki_q16": (12, 0, 50_000),
-    "zone_right.kd_q16": (0, 0, 50_000),
+    "zone_left.kp_q16": (40_000, 0, 100_000),  # SIMC tuning of a 3 kJ/K, 4 W/K pad
+    "zone_left.ki_q16": (26, 0, 100_000),
+    "zone_left.kd_q16": (0, 0, 100_000),
+    "zone_right.kp_q16": (40_000, 0, 100_000),  # SIMC tuning of a 3 kJ/K, 4 W/K pad
+    "zone_right.ki_q16": (26, 0, 100_000),
+    "zone_right.kd_q16": (0, 0, 100_000),
     "trip_mc": (42_000, 30_000, 42_000),  # never above the product's hard limit
     "setpoint_min_mc": (13_000, 13_000, 40_000),
     "setpoint_max_mc": (40_000, 13_000, 40_000),
     "adc_open_above": (64_500, 32_768, 65_535),  # above: NTC open (colder than about -40 degC)
     "adc_short_below": (600, 0, 32_767),  # below: NTC shorted (hotter than about 160 degC)
-    "runaway_rise_mc": (300, 50, 5_000),  # heating must gain this much...
-    "runaway_rise_window_s": (240, 10, 3_600),  # ...within this long while below target
+    "runaway_rise_mc": (1_000, 50, 5_000),  # heating must gain this much...
+    "runaway_rise_window_s": (300, 10, 3_600),  # ...within this long while below target
     "runaway_band_mc": (2_000, 200, 10_000),  # once settled, leaving this band...
     "runaway_band_window_s": (600, 10, 7_200),  # ...for this long is a runaway
     "frozen_window_s": (60, 5, 600),  # identical readings for this long while driving
@@ -50,7 +50,8 @@ _RULES = {
     "auto_off_min": (720, 1, 720),  # 12 h without a program or host refresh
     "power_budget_w": (240, 0, 10_000),
 }
-assert tuple(FIELDS) == tuple(_RULES) and len(FIELDS) == CONFIG_DATA[6]
+# (MicroPython dicts are unordered: FIELDS gives the record order.)
+assert len(FIELDS) == len(_RULES) == CONFIG_DATA[2] and all(name in _RULES for name in FIELDS)
 
 
 class Config:
@@ -81,6 +82,12 @@ class Config:
     def from_values(cls, values):
         """From a decoded ConfigData record value list."""
         return cls(dict(zip(FIELDS, values)))
+
+    def changed(self, changes):
+        """A new Config: this one with `changes` (name -> value) applied, validated again."""
+        values = dict(self._values)
+        values.update(changes)
+        return Config(values)
 
     def values(self):
         """As a ConfigData value list, for the record."""

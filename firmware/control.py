@@ -15,8 +15,8 @@ from array import array
 from micropython import const
 
 DRIVE_MAX = const(1000)
-GAIN_MAX_Q16 = const(50_000)  # 0.76 permille per mC: far above any stable pad tuning
-_ERROR_CLAMP_MC = const(20_000)  # 20 K: beyond it every law is saturated anyway
+GAIN_MAX_Q16 = const(100_000)  # 1.5 permille per mC: far above any stable pad tuning
+_ERROR_CLAMP_MC = const(10_000)  # 10 K: beyond it every useful law is saturated anyway
 _INTEGRAL_MAX = const(DRIVE_MAX << 16)
 
 
@@ -29,7 +29,19 @@ def clamp(value, low, high):
     return low if value < low else high if value > high else value
 
 
-class Pid:
+class ControlLaw:
+    """What a zone needs of a control law; `done` turns True when a finite experiment ends."""
+
+    done = False
+
+    def reset(self, measured_mc):
+        pass
+
+    def update(self, setpoint_mc, measured_mc):
+        raise NotImplementedError
+
+
+class Pid(ControlLaw):
     """PID with derivative on measurement and conditional-integration anti-windup."""
 
     def __init__(self, kp_q16, ki_q16, kd_q16):
@@ -60,12 +72,14 @@ class Pid:
         return clamp(drive, -DRIVE_MAX, DRIVE_MAX)
 
 
-class RelayAutotune:
+class RelayAutotune(ControlLaw):
     """Astrom-Hagglund relay experiment around the target, as Klipper's PID_CALIBRATE.
 
     The drive switches between +amplitude and -amplitude whenever the temperature crosses
     the target (with a small hysteresis); after PEAKS peaks the ultimate gain and period
-    come from the median cycle, and `gains()` gives Ziegler-Nichols-style PID gains.
+    come from the median cycle, and `gains()` turns them into PID gains by the
+    Tyreus-Luyben rule: less aggressive than Ziegler-Nichols, which overshoots a slow,
+    lagging thermal pad.
     """
 
     PEAKS = 12
@@ -81,15 +95,12 @@ class RelayAutotune:
         self._peak_steps = array("i", bytes(4 * (self.PEAKS + 1)))
         self.peaks = 0
 
-    @property
-    def done(self):
-        return self.peaks > self.PEAKS
-
     def reset(self, measured_mc):
         self._heating = True
         self._steps = 0
         self._extreme = measured_mc
         self.peaks = 0
+        self.done = False
 
     def update(self, setpoint_mc, measured_mc):
         self._steps += 1
@@ -114,6 +125,7 @@ class RelayAutotune:
             self._peak_values[self.peaks] = value
             self._peak_steps[self.peaks] = self._steps
         self.peaks += 1
+        self.done = self.peaks > self.PEAKS
 
     def gains(self):
         """(kp_q16, ki_q16, kd_q16) from the median oscillation; call when done."""
@@ -131,9 +143,9 @@ class RelayAutotune:
         amplitude_mc = swings[len(swings) // 2] / 2
         period_steps = periods[len(periods) // 2]
         ku = 4.0 * self.amplitude / (math.pi * amplitude_mc)  # ultimate gain, permille per mC
-        kp = 0.6 * ku
-        ti = 0.5 * period_steps
-        td = 0.125 * period_steps
+        kp = ku / 2.2
+        ti = 2.2 * period_steps
+        td = period_steps / 6.3
         return (
             clamp(int(kp * 65536), 0, GAIN_MAX_Q16),
             clamp(int(kp / ti * 65536), 0, GAIN_MAX_Q16),

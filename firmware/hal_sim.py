@@ -62,7 +62,9 @@ class Clock:
 
 
 class WorldLink:
-    """UDP to the world model: serves the other board parts and runs in idle time."""
+    """UDP to the world model. One object plays four board parts (adc, outputs, watchdog,
+    radio: their methods do not clash), which keeps the simulated board small in the heap,
+    and it answers the world in the firmware's idle time."""
 
     def __init__(self, port, drift_ppb, offset_us):
         self._world = socket.getaddrinfo("127.0.0.1", port)[0][-1]
@@ -127,7 +129,39 @@ class WorldLink:
         self._radio_len[slot] = len(payload)
         self._radio_count += 1
 
-    def take_radio(self, buf):
+    # ---- adc
+    def read(self, channel):
+        return self.adc[channel]
+
+    # ---- outputs
+    def set(self, channel, permille):
+        if self.outputs[channel] != permille:
+            self.outputs[channel] = permille
+            self.dirty = True
+
+    def all_off(self):
+        for channel in range(OUT_CHANNELS):
+            self.outputs[channel] = 0
+        self.send_actuators(force=True)
+
+    # ---- watchdog (enforced by the simulator, which resets the process when feeds stop)
+    def start(self, timeout_ms):
+        if not self.watchdog_timeout_ms:
+            self.watchdog_timeout_ms = timeout_ms
+            self.dirty = True
+
+    def feed(self):
+        self.watchdog_feeds += 1
+
+    def hold(self):
+        self.watchdog_held = 1
+        self.send_actuators(force=True)
+
+    # ---- radio
+    def send(self, buf, length):
+        self._send(wire.SIM_RADIO, [memoryview(buf)[:length]])
+
+    def recv_into(self, buf):
         if not self._radio_count:
             return 0
         slot = self._radio_head
@@ -149,68 +183,12 @@ class WorldLink:
         self.dirty = False
         self._sent_at = now
 
-    def send_radio(self, buf, length):
-        self._send(wire.SIM_RADIO, [memoryview(buf)[:length]])
-
     def _send(self, layout, values):
         size = wire.pack(layout, self._tx, 0, values)
         try:
             self._sock.sendto(memoryview(self._tx)[:size], self._world)
         except OSError:
             pass  # the world model is gone; the simulator restarts us when it returns
-
-
-class Adc:
-    def __init__(self, link):
-        self._codes = link.adc
-
-    def read(self, channel):
-        return self._codes[channel]
-
-
-class Outputs:
-    def __init__(self, link):
-        self._link = link
-
-    def set(self, channel, permille):
-        if self._link.outputs[channel] != permille:
-            self._link.outputs[channel] = permille
-            self._link.dirty = True
-
-    def all_off(self):
-        for channel in range(OUT_CHANNELS):
-            self._link.outputs[channel] = 0
-        self._link.send_actuators(force=True)
-
-
-class Watchdog:
-    """Enforced by the simulator, which resets the process when feeds stop."""
-
-    def __init__(self, link):
-        self._link = link
-
-    def start(self, timeout_ms):
-        if not self._link.watchdog_timeout_ms:
-            self._link.watchdog_timeout_ms = timeout_ms
-            self._link.dirty = True
-
-    def feed(self):
-        self._link.watchdog_feeds += 1
-
-    def hold(self):
-        self._link.watchdog_held = 1
-        self._link.send_actuators(force=True)
-
-
-class Radio:
-    def __init__(self, link):
-        self._link = link
-
-    def send(self, buf, length):
-        self._link.send_radio(buf, length)
-
-    def recv_into(self, buf):
-        return self._link.take_radio(buf)
 
 
 class Console:
@@ -261,11 +239,8 @@ class Board:
         if not port:
             raise OSError("SOMA_SIM_WORLD_PORT is not set: start virtual beds with `soma sim`")
         link = WorldLink(port, _env_int("SOMA_SIM_DRIFT_PPB", 0), _env_int("SOMA_SIM_OFFSET_US", 0))
-        self.outputs = Outputs(link)
+        self.adc = self.outputs = self.watchdog = self.radio = link
         self.clock = link.clock
-        self.adc = Adc(link)
-        self.watchdog = Watchdog(link)
-        self.radio = Radio(link)
         self.console = Console()
         self.storage = FlashStorage("")
         self.system = System(link)

@@ -15,10 +15,6 @@ from micropython import const
 from storage import TMP_SUFFIX
 from wire_codec import (
     RECORD,
-    RECORD_IX_GENERATION,
-    RECORD_IX_KIND,
-    RECORD_IX_PAYLOAD,
-    RECORD_IX_VERSION,
     RECORD_KIND_CALIBRATION,
     RECORD_KIND_COMFORT,
     RECORD_KIND_CONFIG,
@@ -121,9 +117,9 @@ class RecordStore:
         if n > RECORD_MAX:
             return CORRUPT, 0, None
         try:
-            record = unpack(RECORD, buf, 0, n)
-            if record[RECORD_IX_KIND] != kind or record[RECORD_IX_VERSION] != RECORD_VERSION:
+            found_kind, version, generation, payload = unpack(RECORD, buf, 0, n)
+            if found_kind != kind or version != RECORD_VERSION:
                 return CORRUPT, 0, None
-            return VALID, record[RECORD_IX_GENERATION], unpack(RECORD_PAYLOADS[kind], record[RECORD_IX_PAYLOAD])
+            return VALID, generation, unpack(RECORD_PAYLOADS[kind], payload)
         except ProtocolError:
             return CORRUPT, 0, None

@@ -125,7 +125,11 @@ class Supervisor:
         now = self.step_count
         limits = self.limits
         active = 0
-        hottest = max(temps_mc[0], temps_mc[1])
+        # A reading from outside the ADC window is a sensor fault, not a temperature.
+        hottest = -(1 << 29)
+        for zone in range(2):
+            if limits["adc_short_below"] <= codes[zone] <= limits["adc_open_above"] and temps_mc[zone] > hottest:
+                hottest = temps_mc[zone]
         self.hottest_mc = hottest
         if hottest >= limits["trip_mc"]:
             active |= 1 << OVERTEMP
@@ -144,17 +148,24 @@ class Supervisor:
         elif self.latched & (1 << AUTO_OFF):
             self.latched &= ~(1 << AUTO_OFF)
             self._report(AUTO_OFF, 0, 0)
-        for zone in range(2):
-            self._watch_zone(zone, temps_mc[zone], codes[zone], setpoints_mc[zone], now)
         self.active = active
         for zone in range(2):
             drive = self.requested[zone]
-            if not self.armed or self.latched & (_ALL_DRIVE | _ZONE_FAULTS[zone]):
+            if not self.armed or self.latched & (_ALL_DRIVE | _ZONE_FAULTS[zone]) or (auto_off and drive > 0):
                 drive = 0
-            elif auto_off and drive > 0:
-                drive = 0
+                self._forget_zone(zone)  # the runaway rules judge only drive the supervisor allows
+            else:
+                self._watch_zone(zone, temps_mc[zone], codes[zone], setpoints_mc[zone], now)
+                if self.latched & _ZONE_FAULTS[zone]:
+                    drive = 0
             self.applied[zone] = drive
             self._outputs.set(_DRIVES[zone], drive)
+
+    def _forget_zone(self, zone):
+        self._rise_at[zone] = -1
+        self._settled[zone] = 0
+        self._off_band[zone] = 0
+        self._same_code[zone] = 0
 
     def _watch_zone(self, zone, temp, code, setpoint, now):
         limits = self.limits
@@ -200,12 +211,6 @@ class Supervisor:
                 self.latched &= ~bit
                 cleared |= bit
                 self._report(code, 0, 0)
-                if code in (NO_RISE_LEFT, NO_RISE_RIGHT):
-                    self._rise_at[code - NO_RISE_LEFT] = -1
-                elif code in (OFF_BAND_LEFT, OFF_BAND_RIGHT):
-                    self._settled[code - OFF_BAND_LEFT] = 0
-                elif code in (FROZEN_LEFT, FROZEN_RIGHT):
-                    self._same_code[code - FROZEN_LEFT] = 0
         return cleared, self.latched
 
     def all_off(self):

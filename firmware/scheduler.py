@@ -28,6 +28,7 @@ class Scheduler:
         self.overruns = 0
         self.gc_runs = 0
         self.gc_pause_max_us = 0
+        self.heap_used = 0  # bytes in use right after the last collection
         self.late_max_us = 0
         self.body_max_us = 0
         self.late_histogram = array("I", bytes(4 * BUCKETS))
@@ -35,7 +36,8 @@ class Scheduler:
         self._since_gc = 0
 
     def run(self, tick):
-        """Call tick(count) every period until `running` is cleared (or tick raises)."""
+        """Call tick(count) every period until stop() (or until tick raises)."""
+        self.running = True
         clock = self._clock
         deadline = clock.ticks_us()
         while self.running:
@@ -73,6 +75,7 @@ class Scheduler:
         gc.collect()
         pause = clock.ticks_diff(clock.ticks_us(), start)
         self.gc_runs += 1
+        self.heap_used = gc.mem_alloc()
         self._since_gc = 0
         if pause > self.gc_pause_max_us:
             self.gc_pause_max_us = pause

@@ -2,11 +2,13 @@
 # Do not edit: change the schema, then run `make codegen`.
 """Soma wire codec: struct over caller-owned buffers, for MicroPython and CPython.
 
-Each message is a layout tuple (name, segments, constants, flag masks, sealed, size,
-value count) read by `pack` and `unpack`: data rather than code, so the module stays
-small in a 96 KiB heap. A segment is a struct format, or "*" and the length letter
-of a length-prefixed byte string. Values exclude constants, which `pack` inserts
-and `unpack` checks. A sealed message ends with the CRC-32 of all bytes before it.
+Each message is a flat layout tuple read by `pack` and `unpack` (data rather than code,
+and flat rather than nested, so the module stays small in a 96 KiB heap):
+  (name, size or -1, value count, sealed, segments n, constants n, masks n,
+   segment..., constant index, constant value, ..., mask index, mask, ...)
+A segment is a struct format, or "*" and the length letter of a length-prefixed byte
+string. Values exclude constants, which `pack` inserts and `unpack` checks; masks keep
+only the known bits of flag fields. A sealed message ends with the CRC-32 of the rest.
 """
 
 import struct
@@ -67,15 +69,17 @@ def _span(name, buf, off, end):
 
 def pack(layout, buf, off, values):
     """Write `values` as `layout` into `buf` at `off`; return the end offset."""
-    name, segments, consts, masks, sealed, size, count = layout
-    if len(values) != count:
-        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), count))
+    name = layout[0]
+    if len(values) != layout[2]:
+        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), layout[2]))
+    last_segment = 7 + layout[4]
     full = list(values)
-    for at, value in consts:
-        full.insert(at, value)
+    for k in range(last_segment, last_segment + 2 * layout[5], 2):
+        full.insert(layout[k], layout[k + 1])
     at = 0
-    need = 4 if sealed else 0
-    for seg in segments:
+    need = 4 if layout[3] else 0
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             value = full[at]
             if not isinstance(value, _BUFFERS) or len(value) > _LIMITS[seg[1]][1]:
@@ -89,7 +93,8 @@ def pack(layout, buf, off, values):
         raise ProtocolError(name + ": buffer too small")
     p = off
     at = 0
-    for seg in segments:
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             value = full[at]
             n = len(value)
@@ -104,7 +109,7 @@ def pack(layout, buf, off, values):
             struct.pack_into(seg, buf, p, *full[at : at + width])
             p += struct.calcsize(seg)
             at += width
-    if sealed:
+    if layout[3]:
         struct.pack_into("<I", buf, p, crc32(memoryview(buf)[off:p]))
         p += 4
     return p
@@ -112,19 +117,21 @@ def pack(layout, buf, off, values):
 
 def unpack(layout, buf, off=0, end=-1):
     """Read one `layout` message filling buf[off:end] exactly; return its values."""
-    name, segments, consts, masks, sealed, size, count = layout
+    name = layout[0]
     end = _span(name, buf, off, end)
-    if size >= 0 and end - off != size:
-        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, size))
-    if sealed:
+    if layout[1] >= 0 and end - off != layout[1]:
+        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, layout[1]))
+    if layout[3]:
         if end - off < 4:
             raise ProtocolError(name + ": truncated")
         end -= 4
         if crc32(memoryview(buf)[off:end]) != struct.unpack_from("<I", buf, end)[0]:
             raise ProtocolError(name + ": bad CRC")
+    last_segment = 7 + layout[4]
     p = off
     out = []
-    for seg in segments:
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             width = struct.calcsize(seg[1])
             if end - p < width:
@@ -143,17 +150,18 @@ def unpack(layout, buf, off=0, end=-1):
             p += width
     if p != end:
         raise ProtocolError("%s: %d trailing bytes" % (name, end - p))
-    for at, value in consts:
-        if out[at] != value:
-            raise ProtocolError("%s: value %d is not the constant %r" % (name, at, value))
-    for at, mask in masks:
-        out[at] &= mask
-    for index in range(len(consts) - 1, -1, -1):
-        out.pop(consts[index][0])
+    last_const = last_segment + 2 * layout[5]
+    for k in range(last_segment, last_const, 2):
+        if out[layout[k]] != layout[k + 1]:
+            raise ProtocolError("%s: value %d is not the constant %r" % (name, layout[k], layout[k + 1]))
+    for k in range(last_const, last_const + 2 * layout[6], 2):
+        out[layout[k]] &= layout[k + 1]
+    for k in range(last_const - 2, last_segment - 2, -2):
+        out.pop(layout[k])
     return out
 
 
-PROTOCOL_HASH = const(0xD61D9022)
+PROTOCOL_HASH = const(0x035E4CF1)
 PROTOCOL_VERSION = const(1)
 FRAME_FLAG = const(126)
 FRAME_ESCAPE = const(125)
@@ -192,9 +200,11 @@ MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 MESSAGE_ID_REBOOT = const(14)
 MESSAGE_ID_REPL_HANDBACK = const(15)
 MESSAGE_ID_SET_TARGETS = const(16)
+MESSAGE_ID_AUTOTUNE = const(17)
 MESSAGE_ID_TELEMETRY = const(64)
 MESSAGE_ID_FAULT_EVENT = const(65)
 MESSAGE_ID_BOOT_EVENT = const(66)
+MESSAGE_ID_AUTOTUNE_EVENT = const(67)
 
 RECORD_KIND_CALIBRATION = const(1)
 RECORD_KIND_CONFIG = const(2)
@@ -243,9 +253,13 @@ BEACON_FLAGS_PROGRAM_RUNNING = const(4)
 BEACON_FLAGS_USHERING = const(8)
 BEACON_FLAGS_FAULT = const(16)
 
-BEACON = ('beacon', ('<BBHHHIBHIQHHQBBHHiB8s',), ((0, 177), (1, 1)), ((6, 31),), True, 62, 18)
-BEACON_AT_TAG = const(50)
+AUTOTUNE_STATE_RUNNING = const(1)
+AUTOTUNE_STATE_DONE = const(2)
+AUTOTUNE_STATE_ABORTED = const(3)
+
+BEACON = ('beacon', 62, 18, True, 1, 2, 1, '<BBHHHIBHIQHHQBBHHiB8s', 0, 177, 1, 1, 6, 31)
 BEACON_SIZE = const(62)
+BEACON_AT_TAG = const(50)
 BEACON_IX_SANCTUARY_ID = const(0)
 BEACON_IX_BED_ID = const(1)
 BEACON_IX_BOOT_EPOCH = const(2)
@@ -265,19 +279,11 @@ BEACON_IX_DRIFT_PPB = const(15)
 BEACON_IX_HOPS = const(16)
 BEACON_IX_TAG = const(17)
 
-FRAME = ('frame', ('<BBHB', '*H'), ((0, 1),), (), True, -1, 4)
-FRAME_IX_KIND = const(0)
-FRAME_IX_SEQ = const(1)
-FRAME_IX_MSG = const(2)
-FRAME_IX_PAYLOAD = const(3)
+FRAME = ('frame', -1, 4, True, 2, 1, 0, '<BBHB', '*H', 0, 1)
 
-RECORD = ('record', ('<4sBBI', '*H'), ((0, b'SOMR'),), (), True, -1, 4)
-RECORD_IX_KIND = const(0)
-RECORD_IX_VERSION = const(1)
-RECORD_IX_GENERATION = const(2)
-RECORD_IX_PAYLOAD = const(3)
+RECORD = ('record', -1, 4, True, 2, 1, 0, '<4sBBI', '*H', 0, b'SOMR')
 
-SIM_SENSORS = ('sim_sensors', ('<BIHHHHHH',), ((0, 81),), (), False, 17, 7)
+SIM_SENSORS = ('sim_sensors', 17, 7, False, 1, 1, 0, '<BIHHHHHH', 0, 81)
 SIM_SENSORS_SIZE = const(17)
 SIM_SENSORS_IX_SEQ = const(0)
 SIM_SENSORS_IX_ADC_0 = const(1)
@@ -287,7 +293,7 @@ SIM_SENSORS_IX_ADC_3 = const(4)
 SIM_SENSORS_IX_ADC_4 = const(5)
 SIM_SENSORS_IX_ADC_5 = const(6)
 
-SIM_ACTUATORS = ('sim_actuators', ('<BIhhhhhHIBI',), ((0, 82),), (), False, 26, 10)
+SIM_ACTUATORS = ('sim_actuators', 26, 10, False, 1, 1, 0, '<BIhhhhhHIBI', 0, 82)
 SIM_ACTUATORS_SIZE = const(26)
 SIM_ACTUATORS_IX_SEQ = const(0)
 SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_0 = const(1)
@@ -300,52 +306,55 @@ SIM_ACTUATORS_IX_WATCHDOG_FEEDS = const(7)
 SIM_ACTUATORS_IX_WATCHDOG_HELD = const(8)
 SIM_ACTUATORS_IX_LOCAL_TICKS_US = const(9)
 
-SIM_RADIO = ('sim_radio', ('<B', '*B'), ((0, 83),), (), False, -1, 1)
-SIM_RADIO_IX_PAYLOAD = const(0)
+SIM_RADIO = ('sim_radio', -1, 1, False, 2, 1, 0, '<B', '*B', 0, 83)
 
-PING_PAYLOAD = ('ping_payload', ('<I',), (), (), False, 4, 1)
+PING_PAYLOAD = ('ping_payload', 4, 1, False, 1, 0, 0, '<I')
 
-EMPTY = ('empty', (), (), (), False, 0, 0)
+EMPTY = ('empty', 0, 0, False, 0, 0, 0)
 
-INFO_RESPONSE = ('info_response', ('*B', '<8sI', '*B', '<BIBBIHHH'), (), ((7, 63),), False, -1, 12)
+INFO_RESPONSE = ('info_response', -1, 12, False, 4, 0, 1, '*B', '<8sI', '*B', '<BIBBIHHH', 7, 63)
 
-SENSOR_READINGS = ('sensor_readings', ('<HHHHHHiiiHH',), (), (), False, 28, 11)
+SENSOR_READINGS = ('sensor_readings', 28, 11, False, 1, 0, 0, '<HHHHHHiiiHH')
 
-CALIBRATION_READ_RESPONSE = ('calibration_read_response', ('<BIfffHfffHfffHiII', '*B'), (), (), False, -1, 18)
+CALIBRATION_READ_RESPONSE = ('calibration_read_response', -1, 18, False, 2, 0, 0, '<BIfffHfffHfffHiII', '*B')
 
-CALIBRATION_DATA = ('calibration_data', ('<fffHfffHfffHiII', '*B'), (), (), False, -1, 16)
+CALIBRATION_DATA = ('calibration_data', -1, 16, False, 2, 0, 0, '<fffHfffHfffHiII', '*B')
 
-GENERATION_PAYLOAD = ('generation_payload', ('<I',), (), (), False, 4, 1)
+GENERATION_PAYLOAD = ('generation_payload', 4, 1, False, 1, 0, 0, '<I')
 
-CONFIG_DATA = ('config_data', ('<iiiiiiiiiHHHHHHHHHH',), (), (), False, 56, 19)
+CONFIG_DATA = ('config_data', 56, 19, False, 1, 0, 0, '<iiiiiiiiiHHHHHHHHHH')
 
-BENCH_OVERRIDE = ('bench_override', ('<BhI',), (), (), False, 7, 3)
+BENCH_OVERRIDE = ('bench_override', 7, 3, False, 1, 0, 0, '<BhI')
 
-SELF_TEST_RESPONSE = ('self_test_response', ('<II',), (), (), False, 8, 2)
+SELF_TEST_RESPONSE = ('self_test_response', 8, 2, False, 1, 0, 0, '<II')
 
-FAULT_CLEAR_REQUEST = ('fault_clear_request', ('<I',), (), (), False, 4, 1)
+FAULT_CLEAR_REQUEST = ('fault_clear_request', 4, 1, False, 1, 0, 0, '<I')
 
-FAULT_CLEAR_RESPONSE = ('fault_clear_response', ('<II',), (), (), False, 8, 2)
+FAULT_CLEAR_RESPONSE = ('fault_clear_response', 8, 2, False, 1, 0, 0, '<II')
 
-KEY_DATA = ('key_data', ('<HH32s',), (), (), False, 36, 3)
+KEY_DATA = ('key_data', 36, 3, False, 1, 0, 0, '<HH32s')
 
-KEY_ID_RESPONSE = ('key_id_response', ('<4s',), (), (), False, 4, 1)
+KEY_ID_RESPONSE = ('key_id_response', 4, 1, False, 1, 0, 0, '<4s')
 
-TELEMETRY_CONTROL = ('telemetry_control', ('<H',), (), (), False, 2, 1)
+TELEMETRY_CONTROL = ('telemetry_control', 2, 1, False, 1, 0, 0, '<H')
 
-REBOOT_REQUEST = ('reboot_request', ('<H',), (), (), False, 2, 1)
+REBOOT_REQUEST = ('reboot_request', 2, 1, False, 1, 0, 0, '<H')
 
-TARGETS_REQUEST = ('targets_request', ('<ii',), (), (), False, 8, 2)
+TARGETS_REQUEST = ('targets_request', 8, 2, False, 1, 0, 0, '<ii')
 
-TELEMETRY = ('telemetry', ('<IiiiiihhHHhhhhhIIBQ',), (), (), False, 59, 19)
+AUTOTUNE_REQUEST = ('autotune_request', 7, 3, False, 1, 0, 0, '<BiH')
 
-FAULT_EVENT = ('fault_event', ('<BBiI',), (), (), False, 10, 4)
+AUTOTUNE_EVENT = ('autotune_event', 15, 6, False, 1, 0, 0, '<BBBiii')
 
-BOOT_EVENT = ('boot_event', ('<BH',), (), (), False, 3, 2)
+TELEMETRY = ('telemetry', 63, 20, False, 1, 0, 0, '<IiiiiihhHHhhhhhIIIBQ')
 
-COMFORT_DATA = ('comfort_data', ('<iiHH',), (), (), False, 12, 4)
+FAULT_EVENT = ('fault_event', 10, 4, False, 1, 0, 0, '<BBiI')
 
-ERROR_PAYLOAD = ('error_payload', ('<BH',), (), (), False, 3, 2)
+BOOT_EVENT = ('boot_event', 3, 2, False, 1, 0, 0, '<BH')
+
+COMFORT_DATA = ('comfort_data', 12, 4, False, 1, 0, 0, '<iiHH')
+
+ERROR_PAYLOAD = ('error_payload', 3, 2, False, 1, 0, 0, '<BH')
 
 # (frame kind, message id) -> payload layout
 MANAGEMENT_PAYLOADS = {
@@ -381,6 +390,9 @@ MANAGEMENT_PAYLOADS = {
     (2, 15): EMPTY,
     (1, 16): TARGETS_REQUEST,
     (2, 16): EMPTY,
+    (1, 17): AUTOTUNE_REQUEST,
+    (2, 17): EMPTY,
+    (4, 67): AUTOTUNE_EVENT,
     (3, 64): TELEMETRY,
     (4, 65): FAULT_EVENT,
     (4, 66): BOOT_EVENT,

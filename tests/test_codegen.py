@@ -3,8 +3,9 @@
 import construct as cs
 import pytest
 
-import wire_codec
 from soma_protocol import codegen, ir, schema
+
+import wire_codec
 
 
 def test_checked_in_codec_is_current():
@@ -27,8 +28,9 @@ def test_layouts_match_the_schema_description():
     for name, msg in ir.all_messages().items():
         layout = getattr(wire_codec, name.upper())
         assert layout[0] == name
-        assert layout[6] == len(msg.fields)
-        assert layout[5] == (-1 if msg.fixed_size is None else msg.fixed_size)
+        assert layout[1] == (-1 if msg.fixed_size is None else msg.fixed_size)
+        assert layout[2] == len(msg.fields)
+        assert layout[3] == msg.sealed
 
 
 def test_beacon_fits_on_air():

@@ -12,12 +12,13 @@ import struct
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import wire_codec
 from fuzzcount import count, examples
 from soma.mpcodec import FirmwareProtocolError
 from soma_protocol import auth, codec
 from soma_protocol.auth import VERDICTS
 from strategies import MESSAGES, same_values, values_for
+
+import wire_codec
 
 BATCH = 20
 PAYLOADS = sorted(set(MESSAGES) - {"beacon", "frame", "record"})

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import wire_codec
 from soma.mpcodec import from_json
 from soma_protocol import auth, codec, framing
 from strategies import same_values
+
+import wire_codec
 
 VECTORS = json.loads(Path(__file__).with_name("golden").joinpath("vectors.json").read_text())
 NAMES = sorted(VECTORS["messages"])

@@ -23,11 +23,13 @@ _PRELUDE = """\
 # Do not edit: change the schema, then run `make codegen`.
 \"\"\"Soma wire codec: struct over caller-owned buffers, for MicroPython and CPython.
 
-Each message is a layout tuple (name, segments, constants, flag masks, sealed, size,
-value count) read by `pack` and `unpack`: data rather than code, so the module stays
-small in a 96 KiB heap. A segment is a struct format, or "*" and the length letter
-of a length-prefixed byte string. Values exclude constants, which `pack` inserts
-and `unpack` checks. A sealed message ends with the CRC-32 of all bytes before it.
+Each message is a flat layout tuple read by `pack` and `unpack` (data rather than code,
+and flat rather than nested, so the module stays small in a 96 KiB heap):
+  (name, size or -1, value count, sealed, segments n, constants n, masks n,
+   segment..., constant index, constant value, ..., mask index, mask, ...)
+A segment is a struct format, or "*" and the length letter of a length-prefixed byte
+string. Values exclude constants, which `pack` inserts and `unpack` checks; masks keep
+only the known bits of flag fields. A sealed message ends with the CRC-32 of the rest.
 \"\"\"
 
 import struct
@@ -88,15 +90,17 @@ def _span(name, buf, off, end):
 
 def pack(layout, buf, off, values):
     \"\"\"Write `values` as `layout` into `buf` at `off`; return the end offset.\"\"\"
-    name, segments, consts, masks, sealed, size, count = layout
-    if len(values) != count:
-        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), count))
+    name = layout[0]
+    if len(values) != layout[2]:
+        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), layout[2]))
+    last_segment = 7 + layout[4]
     full = list(values)
-    for at, value in consts:
-        full.insert(at, value)
+    for k in range(last_segment, last_segment + 2 * layout[5], 2):
+        full.insert(layout[k], layout[k + 1])
     at = 0
-    need = 4 if sealed else 0
-    for seg in segments:
+    need = 4 if layout[3] else 0
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             value = full[at]
             if not isinstance(value, _BUFFERS) or len(value) > _LIMITS[seg[1]][1]:
@@ -110,7 +114,8 @@ def pack(layout, buf, off, values):
         raise ProtocolError(name + ": buffer too small")
     p = off
     at = 0
-    for seg in segments:
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             value = full[at]
             n = len(value)
@@ -125,7 +130,7 @@ def pack(layout, buf, off, values):
             struct.pack_into(seg, buf, p, *full[at : at + width])
             p += struct.calcsize(seg)
             at += width
-    if sealed:
+    if layout[3]:
         struct.pack_into("<I", buf, p, crc32(memoryview(buf)[off:p]))
         p += 4
     return p
@@ -133,19 +138,21 @@ def pack(layout, buf, off, values):
 
 def unpack(layout, buf, off=0, end=-1):
     \"\"\"Read one `layout` message filling buf[off:end] exactly; return its values.\"\"\"
-    name, segments, consts, masks, sealed, size, count = layout
+    name = layout[0]
     end = _span(name, buf, off, end)
-    if size >= 0 and end - off != size:
-        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, size))
-    if sealed:
+    if layout[1] >= 0 and end - off != layout[1]:
+        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, layout[1]))
+    if layout[3]:
         if end - off < 4:
             raise ProtocolError(name + ": truncated")
         end -= 4
         if crc32(memoryview(buf)[off:end]) != struct.unpack_from("<I", buf, end)[0]:
             raise ProtocolError(name + ": bad CRC")
+    last_segment = 7 + layout[4]
     p = off
     out = []
-    for seg in segments:
+    for k in range(7, last_segment):
+        seg = layout[k]
         if seg[0] == "*":
             width = struct.calcsize(seg[1])
             if end - p < width:
@@ -164,13 +171,14 @@ def unpack(layout, buf, off=0, end=-1):
             p += width
     if p != end:
         raise ProtocolError("%s: %d trailing bytes" % (name, end - p))
-    for at, value in consts:
-        if out[at] != value:
-            raise ProtocolError("%s: value %d is not the constant %r" % (name, at, value))
-    for at, mask in masks:
-        out[at] &= mask
-    for index in range(len(consts) - 1, -1, -1):
-        out.pop(consts[index][0])
+    last_const = last_segment + 2 * layout[5]
+    for k in range(last_segment, last_const, 2):
+        if out[layout[k]] != layout[k + 1]:
+            raise ProtocolError("%s: value %d is not the constant %r" % (name, layout[k], layout[k + 1]))
+    for k in range(last_const, last_const + 2 * layout[6], 2):
+        out[layout[k]] &= layout[k + 1]
+    for k in range(last_const - 2, last_segment - 2, -2):
+        out.pop(layout[k])
     return out
 """
 
@@ -192,26 +200,25 @@ def _layout(msg):
             run += f"{leaf.size}s" if leaf.fmt == "s" else leaf.fmt
     if run:
         segments.append("<" + run)
-    consts = tuple((i, leaf.value) for i, leaf in enumerate(msg.leaves) if leaf.kind == "const")
-    masks = tuple((i, sum(leaf.flags.values())) for i, leaf in enumerate(msg.leaves) if leaf.flags)
+    consts = [(i, leaf.value) for i, leaf in enumerate(msg.leaves) if leaf.kind == "const"]
+    masks = [(i, sum(leaf.flags.values())) for i, leaf in enumerate(msg.leaves) if leaf.flags]
     size = -1 if msg.fixed_size is None else msg.fixed_size
-    return repr((msg.name, tuple(segments), consts, masks, msg.sealed, size, len(msg.fields)))
+    header = [msg.name, size, len(msg.fields), msg.sealed, len(segments), len(consts), len(masks)]
+    flat = header + segments + [item for pair in consts + masks for item in pair]
+    return repr(tuple(flat))
 
 
 def _render_message(msg, top_level):
     upper = msg.name.upper()
     lines = [f"{upper} = {_layout(msg)}"]
-    if top_level:
-        # Value indexes, and offsets of byte fields that firmware reads in place (the tag).
+    if top_level and msg.fixed_size is not None:
+        # Sizes, value indexes and offsets of byte fields (the tag) that firmware reads in place.
+        lines.append(f"{upper}_SIZE = const({msg.fixed_size})")
         offset = 0
         for leaf in msg.leaves:
-            if leaf.kind == "blob":
-                break
             if leaf.kind == "bytes":
                 lines.append(f"{upper}_AT_{leaf.param.upper()} = const({offset})")
             offset += leaf.size
-        if msg.fixed_size is not None:
-            lines.append(f"{upper}_SIZE = const({msg.fixed_size})")
         for index, leaf in enumerate(msg.fields):
             lines.append(f"{upper}_IX_{leaf.param.upper()} = const({index})")
     return lines

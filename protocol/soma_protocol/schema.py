@@ -112,9 +112,11 @@ MessageId = Enum(
     reboot=14,
     repl_handback=15,
     set_targets=16,
+    autotune=17,
     telemetry=64,
     fault_event=65,
     boot_event=66,
+    autotune_event=67,
 )
 
 ManagementFrame = Crc32Sealed(
@@ -348,6 +350,7 @@ Telemetry = Struct(
     "outputs_permille" / Array(OUTPUT_CHANNELS, Int16sl),
     "fault_mask" / Int32ul,
     "tick_overruns" / Int32ul,
+    "heap_used_bytes" / Int32ul,  # after the last idle-time collection
     "sync_flags" / Int8ul,
     "global_time_us" / Int64ul,
 )
@@ -362,6 +365,24 @@ FaultEvent = Struct(
 BootEvent = Struct(
     "reset_cause" / ResetCause,
     "boot_epoch" / Int16ul,
+)
+
+# Relay autotune of one zone around a target; progress and the result come as autotune events.
+AutotuneRequest = Struct(
+    "zone" / Int8ul,
+    "target_mc" / Int32sl,
+    "amplitude_permille" / Int16ul,
+)
+
+AutotuneState = Enum(Int8ul, running=1, done=2, aborted=3)
+
+AutotuneEvent = Struct(
+    "zone" / Int8ul,
+    "state" / AutotuneState,
+    "peaks" / Int8ul,
+    "kp_q16" / Int32sl,
+    "ki_q16" / Int32sl,
+    "kd_q16" / Int32sl,
 )
 
 ErrorPayload = Struct(
@@ -402,6 +423,9 @@ MANAGEMENT_PAYLOADS = {
     ("response", "repl_handback"): Empty,
     ("request", "set_targets"): TargetsRequest,
     ("response", "set_targets"): Empty,
+    ("request", "autotune"): AutotuneRequest,
+    ("response", "autotune"): Empty,
+    ("event", "autotune_event"): AutotuneEvent,
     ("telemetry", "telemetry"): Telemetry,
     ("event", "fault_event"): FaultEvent,
     ("event", "boot_event"): BootEvent,
@@ -530,4 +554,5 @@ ENUMS = {
     "Occupancy": Occupancy,
     "WakeReadiness": WakeReadiness,
     "BeaconFlags": BeaconFlags,
+    "AutotuneState": AutotuneState,
 }

@@ -1,0 +1,190 @@
+"""A scripted SB-1 for firmware tests under MicroPython: inputs from functions and tables,
+outputs recorded, on a virtual clock (a night passes in seconds) or the real one.
+
+It implements the board interface of firmware/board.py; tests/mp/pad_plant.py can drive
+its ADC channels from a thermal model of the pad.
+"""
+
+import time
+from array import array
+
+from board import ADC_CHANNELS, NTC_PULLUP_OHM, OUT_CHANNELS
+from storage import FlashStorage
+
+_PERIOD = 1 << 30
+_HALF = 1 << 29
+
+
+def ntc_code(temp_c, r25=10000.0, beta=3950.0):
+    """ADC code of the SB-1 divider for an NTC at temp_c (the unit's own R25 and B)."""
+    import math
+
+    resistance = r25 * math.exp(beta * (1.0 / (temp_c + 273.15) - 1.0 / 298.15))
+    return min(65535, max(0, int(65535 * resistance / (resistance + NTC_PULLUP_OHM) + 0.5)))
+
+
+class VirtualClock:
+    """Microsecond ticks that move only when the firmware sleeps; `on_sleep(now_us)` runs each time."""
+
+    def __init__(self, start_us=_PERIOD - 5_000_000):  # wraps 5 s in: wrap handling is always exercised
+        self.now_us = 0  # unwrapped virtual time since the start
+        self._start = start_us
+        self.on_sleep = None
+
+    def ticks_us(self):
+        return (self._start + self.now_us) % _PERIOD
+
+    def ticks_add(self, ticks, delta):
+        return (ticks + delta) % _PERIOD
+
+    def ticks_diff(self, end, start):
+        return (end - start + _HALF) % _PERIOD - _HALF
+
+    def sleep_us(self, us):
+        self.now_us += us
+        if self.on_sleep is not None:
+            self.on_sleep(self.now_us)
+
+    def spend_us(self, us):
+        """Virtual time a tick body takes (the clock does not move on its own)."""
+        self.now_us += us
+
+
+class RealClock:
+    """time.ticks_us, for benchmarks; `on_sleep` runs before each sleep."""
+
+    def __init__(self):
+        self.on_sleep = None
+
+    def ticks_us(self):
+        return time.ticks_us()
+
+    def ticks_add(self, ticks, delta):
+        return time.ticks_add(ticks, delta)
+
+    def ticks_diff(self, end, start):
+        return time.ticks_diff(end, start)
+
+    def sleep_us(self, us):
+        if self.on_sleep is not None:
+            self.on_sleep(time.ticks_us())
+        time.sleep_us(us)
+
+
+class Adc:
+    def __init__(self):
+        self.codes = array("H", [30000] * ADC_CHANNELS)
+
+    def read(self, channel):
+        return self.codes[channel]
+
+
+class Outputs:
+    def __init__(self):
+        self.levels = [0] * OUT_CHANNELS
+        self.peak = [0] * OUT_CHANNELS  # largest |level| ever set, per channel
+        self.all_off_calls = 0
+
+    def set(self, channel, permille):
+        self.levels[channel] = permille
+        if abs(permille) > self.peak[channel]:
+            self.peak[channel] = abs(permille)
+
+    def all_off(self):
+        self.all_off_calls += 1
+        for channel in range(OUT_CHANNELS):
+            self.set(channel, 0)
+
+
+class Watchdog:
+    def __init__(self, clock):
+        self._clock = clock
+        self.timeout_ms = 0
+        self.last_feed_us = -1
+        self.held = False
+
+    def start(self, timeout_ms):
+        self.timeout_ms = timeout_ms
+
+    def feed(self):
+        self.last_feed_us = getattr(self._clock, "now_us", 0)
+
+    def hold(self):
+        self.held = True
+
+
+class Radio:
+    def __init__(self):
+        self.sent = []
+        self.inbox = []
+
+    def send(self, buf, length):
+        self.sent.append(bytes(buf[:length]))
+
+    def recv_into(self, buf):
+        if not self.inbox:
+            return 0
+        data = self.inbox.pop(0)
+        buf[: len(data)] = data
+        return len(data)
+
+
+class Console:
+    """Bytes the test queues for the firmware, and everything the firmware wrote."""
+
+    def __init__(self):
+        self.incoming = bytearray()
+        self.written = bytearray()
+
+    def read_into(self, buf):
+        count = min(len(buf), len(self.incoming))
+        buf[:count] = self.incoming[:count]
+        self.incoming = self.incoming[count:]
+        return count
+
+    def write(self, buf, length):
+        self.written.extend(buf[:length])
+
+
+class Reset(Exception):
+    """The firmware asked for a hard reset."""
+
+
+class System:
+    def __init__(self, cause=1):
+        self.cause = cause
+
+    def reset_cause(self):
+        return self.cause
+
+    def reset(self):
+        raise Reset()
+
+    def unique_id(self):
+        return b"\x5c\x0a\x00\x01\x02\x03"
+
+
+class ScriptedBoard:
+    def __init__(self, root="", clock=None):
+        self.clock = clock or VirtualClock()
+        self.adc = Adc()
+        self.outputs = Outputs()
+        self.watchdog = Watchdog(self.clock)
+        self.radio = Radio()
+        self.console = Console()
+        self.storage = FlashStorage(root)
+        self.system = System()
+
+    def run(self, bed, seconds, every=None):
+        """Run the bed's loop for `seconds` of clock time; `every(now_us)` runs in each sleep."""
+        clock = self.clock
+        end = getattr(clock, "now_us", 0) + int(seconds * 1_000_000)
+
+        def on_sleep(now_us):
+            if every is not None:
+                every(now_us)
+            if now_us >= end:
+                bed.scheduler.stop()
+
+        clock.on_sleep = on_sleep
+        bed.scheduler.run(bed.tick)

@@ -1,0 +1,167 @@
+"""The firmware under real MicroPython (unix port), on the scripted board with the pad plant,
+in virtual time: safety rules trip within their bounds on scripted faults and never in a
+normal night; PID tracks set point steps; relay autotune stores usable gains.
+
+Scenarios live in tests/mp/scenarios.py; each returns a JSON report judged here.
+HEAP: the firmware plus the test harness (scripted board, plant, scenarios). The 96 KiB
+budget of the firmware alone is measured by `make bench-firmware` (heap_used_bytes).
+"""
+
+import pytest
+
+from mpexec import run_micropython
+
+HEAP = "256K"
+
+
+def scenario(call, tmp_path):
+    return run_micropython(f"import scenarios; scenarios.{call}", heap=HEAP, cwd=tmp_path)
+
+
+def test_safe_boot_outputs_off_until_self_checks_pass(tmp_path):
+    report = scenario("boot()", tmp_path)
+    assert report["armed_at"] is not None and report["armed_at"] <= 0.5
+    assert report["first_drive_at"] >= report["armed_at"]
+    assert report["latched"] == []
+
+
+def test_failed_self_check_never_arms(tmp_path):
+    report = scenario("boot_with_open_sensor()", tmp_path)
+    assert report["armed"] is False
+    assert set(report["latched"]) == {"sensor_left", "self_test"}
+    assert report["max_drive"] == 0
+
+
+def test_overtemperature_trips_all_drive_at_once_and_clears_only_when_cool(tmp_path):
+    report = scenario("overtemp()", tmp_path)
+    assert report["reading_at"] is not None
+    assert report["off_at"] == report["reading_at"]  # the same 10 Hz reading
+    assert "overtemp" in report["latched"]
+    overtemp_bit = 1
+    assert report["refused"][0][0] & overtemp_bit == 0  # not cleared while hot
+    assert report["drive_while_latched"] == 0
+    assert report["cleared"][0][0] & overtemp_bit
+    assert report["after_clear"] == []
+    assert report["drive_after_clear"] > 0  # control resumes
+
+
+@pytest.mark.parametrize(
+    ("kind", "sensor", "fault"),
+    [
+        ("open", 0, "sensor_left"),
+        ("short", 0, "sensor_left"),
+        ("open", 1, "sensor_right"),
+        ("short", 1, "sensor_right"),
+    ],
+)
+def test_pad_thermistor_open_or_short_turns_its_zone_off_within_half_a_second(tmp_path, kind, sensor, fault):
+    report = scenario(f"sensor_fault({kind!r}, {sensor})", tmp_path)
+    assert report["driving"] == [1000, 1000]
+    assert report["zone_off_after"] <= 0.5
+    assert report["latched"] == [fault]
+    assert report["other_zone"] != 0  # the healthy zone keeps working
+    assert [sensor + 1, 1] in report["events"]  # reported as a fault event frame
+
+
+def test_ambient_thermistor_fault_is_reported(tmp_path):
+    report = scenario("sensor_fault('open', 2)", tmp_path)
+    assert report["latched"] == ["sensor_ambient"]
+    assert report["zone_off_after"] <= 0.5
+
+
+def test_heating_without_rise_is_a_runaway(tmp_path):
+    report = scenario("runaway('disconnected')", tmp_path)
+    assert report["latched"] == ["no_rise_left"]
+    assert report["detected_after"] <= 300 + 1  # runaway_rise_window_s
+    assert report["zone0"] == 0 and report["zone1"] != 0
+
+
+def test_leaving_the_band_after_settling_is_a_runaway(tmp_path):
+    report = scenario(
+        "runaway('stuck', {'runaway_band_window_s': 60}, target_c=30, start_c=30, settle_s=600)", tmp_path
+    )
+    assert "off_band_left" in report["latched"]
+    assert report["zone0"] == 0
+
+
+def test_frozen_reading_while_driving_is_a_runaway(tmp_path):
+    report = scenario("runaway('frozen')", tmp_path)
+    assert report["latched"] == ["frozen_left"]
+    assert report["detected_after"] <= 60 + 1  # frozen_window_s
+
+
+def test_dead_man_forces_drive_off_after_three_seconds(tmp_path):
+    report = scenario("deadman()", tmp_path)
+    assert report["driving"] != 0
+    assert report["off_after"] <= 3.0 + 0.2
+    assert report["latched"] == ["deadman"]
+
+
+def test_watchdog_is_fed_only_by_a_healthy_loop(tmp_path):
+    report = scenario("watchdog()", tmp_path)
+    assert report["timeout_ms"] == 2000
+    assert report["healthy_gap_max_ms"] <= 10
+    assert report["fed_after_stall_ms"] <= 500  # feeding stops once the supervisor stops
+    assert report["stall_s"] > 2.0  # long enough for the 2 s watchdog to reset the board
+
+
+def test_heating_auto_off_without_refresh(tmp_path):
+    report = scenario("auto_off()", tmp_path)  # auto_off_min = 1 for the test
+    assert 60 <= report["off_at"] <= 61
+    assert report["drive_when_off"] <= 0
+    assert report["drive_after_refresh"] > 0
+
+
+def test_top_level_handler_turns_every_output_off(tmp_path):
+    report = scenario("crash()", tmp_path)
+    assert report["driving"] != 0
+    assert report["raised"] == "a bug in a task"
+    assert report["levels"] == [0, 0, 0, 0, 0]
+    assert report["all_off_calls"] >= 1
+
+
+def test_pid_tracks_a_set_point_step(tmp_path):
+    report = scenario("pid_step()", tmp_path)
+    assert report["overshoot_c"] <= 0.5
+    assert report["steady_error_max_c"] <= 0.2
+    assert report["latched"] == []
+
+
+def test_relay_autotune_stores_gains_that_track(tmp_path):
+    report = scenario("autotune()", tmp_path)
+    running, done = report["events"]
+    assert running[1] == 1 and done[1] == 2 and done[2] >= 12  # >= 12 peaks
+    assert report["stored"] == done[3:6]  # written to the config record
+    assert report["overshoot_c"] <= 0.5
+    assert abs(report["final_error_c"]) <= 0.2
+    assert report["latched"] == []
+
+
+def test_a_normal_eight_hour_night_never_trips(tmp_path):
+    report = scenario("night(8)", tmp_path)
+    assert report["first_fault"] == []
+    assert report["latched"] == []
+    assert report["ticks"] >= 8 * 3600 * 100
+    assert report["overruns"] == 0
+
+
+def test_console_answers_every_request_and_rejects_malformed_frames(tmp_path):
+    report = scenario("console()", tmp_path)
+    for seq, answer in enumerate(report["answers"], 1):
+        assert len(answer) == 1, f"request {seq}: {answer}"
+        kind, answered_seq, _ = answer[0]
+        assert kind == 2 and answered_seq == seq  # a response, not an error
+    error_codes = dict(report["errors"])
+    assert error_codes[0] == 1  # bad CRC: bad_frame (sequence unknown)
+    assert error_codes[201] == 2  # unknown message
+    assert error_codes[202] == 3  # payload of the wrong size
+    assert error_codes[203] == 1  # a response sent as a request
+    assert report["drive_after"] != 0  # control undisturbed
+    assert report["rebooted"] is True
+    assert report["outputs_at_reboot"] == [0, 0, 0, 0, 0]
+
+
+def test_sample_path_allocates_nothing(tmp_path):
+    report = scenario("sample_path_allocation(2000)", tmp_path)
+    assert report["allocated"] == 0
+    assert 29_000 < report["temp"] < 31_000

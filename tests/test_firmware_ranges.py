@@ -1,0 +1,65 @@
+"""Fixed-point ranges: every product on the sample and control paths stays a small int on the
+ESP32 port (within +-2^30); the unix port's 62-bit small ints would hide an overflow, so the
+bounds are proven here from the firmware's own constants. Also: firmware constants agree
+with the schema."""
+
+from soma_protocol import ir, schema
+
+import board
+import config
+import control
+import frame_link
+import sensors
+import thermistor
+
+SMALL_INT = 1 << 30
+
+
+def test_pid_products_stay_small():
+    worst_term = control.GAIN_MAX_Q16 * control._ERROR_CLAMP_MC
+    assert worst_term < SMALL_INT
+    assert (control.DRIVE_MAX << 16) + worst_term < SMALL_INT  # integral accumulator plus one step
+
+
+def test_config_cannot_exceed_the_pid_gain_bound():
+    for name in config.FIELDS:
+        if name.endswith("_q16"):
+            assert config._RULES[name][2] <= control.GAIN_MAX_Q16
+
+
+def test_sample_path_sums_and_scalings_stay_small():
+    assert sensors.AVERAGE * board.ADC_FULL_SCALE < SMALL_INT
+    assert board.ADC_FULL_SCALE * board.CURRENT_FULL_SCALE_MA < SMALL_INT
+    assert (1 << 30) % sensors.BCG_RING == 0  # the BCG sample counter wraps cleanly
+
+
+def test_thermistor_interpolation_stays_small_for_nominal_and_spread_units():
+    for r25_scale, b_scale in ((1.0, 1.0), (0.95, 0.98), (1.05, 1.02)):
+        import math
+
+        beta = board.NTC_B_KELVIN * b_scale
+        b = 1 / beta
+        a = 1 / 298.15 - math.log(board.NTC_R25_OHM * r25_scale) * b
+        table = thermistor.Thermistor(a, b, 0.0).table
+        assert max(abs(v) for v in table) < SMALL_INT
+        steps = [abs(table[i + 1] - table[i]) for i in range(len(table) - 1)]
+        assert max(steps) * 255 < SMALL_INT
+
+
+def test_firmware_constants_agree_with_the_schema():
+    assert config.FIELDS == tuple(leaf.path for leaf in ir.all_messages()["config_data"].fields)
+    outputs = {str(k): int(v) for k, v in schema.OutputChannel.encmapping.items()}
+    assert outputs == {
+        "drive_left": board.OUT_DRIVE_LEFT,
+        "drive_right": board.OUT_DRIVE_RIGHT,
+        "haptic": board.OUT_HAPTIC,
+        "wake_light": board.OUT_WAKE_LIGHT,
+        "status_led": board.OUT_STATUS_LED,
+    }
+    assert board.OUT_CHANNELS == schema.OUTPUT_CHANNELS
+    assert board.ADC_CHANNELS == schema.SENSOR_CHANNELS
+    assert (frame_link._FLAG, frame_link._ESCAPE, frame_link._XOR) == (
+        schema.FRAME_FLAG,
+        schema.FRAME_ESCAPE,
+        schema.FRAME_ESCAPE_XOR,
+    )
