@@ -4,8 +4,6 @@ The field names and order are the schema's ConfigData record; defaults are sized
 mattress pad (thermal mass of a few kJ/K, time constant of many minutes).
 """
 
-from wire_codec import CONFIG_DATA
-
 FIELDS = (
     "zone_left.kp_q16",
     "zone_left.ki_q16",
@@ -28,30 +26,30 @@ FIELDS = (
     "power_budget_w",
 )
 
-# name: (default, lowest allowed, highest allowed)
-_RULES = {
-    "zone_left.kp_q16": (40_000, 0, 100_000),  # SIMC tuning of a 3 kJ/K, 4 W/K pad
-    "zone_left.ki_q16": (26, 0, 100_000),
-    "zone_left.kd_q16": (0, 0, 100_000),
-    "zone_right.kp_q16": (40_000, 0, 100_000),  # SIMC tuning of a 3 kJ/K, 4 W/K pad
-    "zone_right.ki_q16": (26, 0, 100_000),
-    "zone_right.kd_q16": (0, 0, 100_000),
-    "trip_mc": (42_000, 30_000, 42_000),  # never above the product's hard limit
-    "setpoint_min_mc": (13_000, 13_000, 40_000),
-    "setpoint_max_mc": (40_000, 13_000, 40_000),
-    "adc_open_above": (64_500, 32_768, 65_535),  # above: NTC open (colder than about -40 degC)
-    "adc_short_below": (600, 0, 32_767),  # below: NTC shorted (hotter than about 160 degC)
-    "runaway_rise_mc": (1_000, 50, 5_000),  # heating must gain this much...
-    "runaway_rise_window_s": (300, 10, 3_600),  # ...within this long while below target
-    "runaway_band_mc": (2_000, 200, 10_000),  # once settled, leaving this band...
-    "runaway_band_window_s": (600, 10, 7_200),  # ...for this long is a runaway
-    "frozen_window_s": (60, 5, 600),  # identical readings for this long while driving
-    "deadman_ms": (3_000, 500, 3_000),
-    "auto_off_min": (720, 1, 720),  # 12 h without a program or host refresh
-    "power_budget_w": (240, 0, 10_000),
-}
-# (MicroPython dicts are unordered: FIELDS gives the record order.)
-assert len(FIELDS) == len(_RULES) == CONFIG_DATA[2] and all(name in _RULES for name in FIELDS)
+# default, lowest allowed, highest allowed, per field (a flat tuple: one heap object)
+# fmt: off
+_LIMITS = (
+    40_000, 0, 100_000,  # zone_left.kp_q16: SIMC tuning of a 3 kJ/K, 4 W/K pad
+    26, 0, 100_000,  # zone_left.ki_q16
+    0, 0, 100_000,  # zone_left.kd_q16
+    40_000, 0, 100_000,  # zone_right.kp_q16: SIMC tuning of a 3 kJ/K, 4 W/K pad
+    26, 0, 100_000,  # zone_right.ki_q16
+    0, 0, 100_000,  # zone_right.kd_q16
+    42_000, 30_000, 42_000,  # trip_mc: never above the product's hard limit
+    13_000, 13_000, 40_000,  # setpoint_min_mc
+    40_000, 13_000, 40_000,  # setpoint_max_mc
+    64_500, 32_768, 65_535,  # adc_open_above: above: NTC open (colder than about -40 degC)
+    600, 0, 32_767,  # adc_short_below: below: NTC shorted (hotter than about 160 degC)
+    1_000, 50, 5_000,  # runaway_rise_mc: heating must gain this much...
+    300, 10, 3_600,  # runaway_rise_window_s: ...within this long while below target
+    2_000, 200, 10_000,  # runaway_band_mc: once settled, leaving this band...
+    600, 10, 7_200,  # runaway_band_window_s: ...for this long is a runaway
+    60, 5, 600,  # frozen_window_s: identical readings for this long while driving
+    3_000, 500, 3_000,  # deadman_ms
+    720, 1, 720,  # auto_off_min: 12 h without a program or host refresh
+    240, 0, 10_000,  # power_budget_w
+)
+# fmt: on
 
 
 class Config:
@@ -59,14 +57,15 @@ class Config:
 
     def __init__(self, overrides=None):
         values = {}
-        for name, rule in _RULES.items():
-            values[name] = rule[0]
+        for index in range(len(FIELDS)):
+            values[FIELDS[index]] = _LIMITS[3 * index]
         for name, value in (overrides or {}).items():
-            if name not in _RULES:
+            if name not in values:
                 raise ValueError("unknown config key %r" % name)
             values[name] = value
-        for name, value in values.items():
-            low, high = _RULES[name][1], _RULES[name][2]
+        for index in range(len(FIELDS)):
+            name, low, high = FIELDS[index], _LIMITS[3 * index + 1], _LIMITS[3 * index + 2]
+            value = values[name]
             if not isinstance(value, int) or not low <= value <= high:
                 raise ValueError("config %s=%r outside %d..%d" % (name, value, low, high))
         if not values["setpoint_min_mc"] <= values["setpoint_max_mc"] < values["trip_mc"]:

@@ -13,7 +13,7 @@ from micropython import const
 
 PERIOD_US = const(10_000)  # 100 Hz
 BUCKET_US = const(20)  # histogram resolution
-BUCKETS = const(256)  # last bucket collects everything >= 5.1 ms
+BUCKETS = const(128)  # the last bucket collects everything from 2.54 ms up
 _GC_IDLE_US = const(4_000)  # a collection of the 96 KiB heap fits well inside this
 _GC_EVERY_TICKS = const(100)  # collect about once a second, before the heap fills
 _RESYNC_PERIODS = const(5)

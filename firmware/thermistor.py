@@ -1,10 +1,10 @@
 """Thermistor ADC code -> milli-degrees Celsius, without floats on the sample path.
 
 The Steinhart-Hart curve of one sensor (calibrated coefficients, or the nominal B model)
-is evaluated once, at construction, into a table of 257 points over the 16-bit ADC range;
+is evaluated once, at construction, into a table of 129 points over the 16-bit ADC range;
 a reading then costs two table lookups and an integer interpolation. With the SB-1 divider
-a table step spans about 0.4 K near room temperature, where linear interpolation is exact
-to well under a millikelvin.
+a table step spans about 0.8 K near room temperature, where linear interpolation is exact
+to about 10 mK (tests/test_firmware_ranges.py measures it).
 """
 
 import math
@@ -14,8 +14,9 @@ from micropython import const
 
 from board import ADC_FULL_SCALE, NTC_B_KELVIN, NTC_PULLUP_OHM, NTC_R25_OHM
 
-_STEPS = const(256)
-_SHIFT = const(8)  # 65536 / _STEPS codes per table step
+_STEPS = const(128)
+_SHIFT = const(9)  # 65536 / _STEPS codes per table step
+_FRACTION = const(0x1FF)
 _KELVIN_OFFSET = 273.15
 
 
@@ -48,4 +49,4 @@ class Thermistor:
         table = self.table
         step = code >> _SHIFT
         low = table[step]
-        return low + (((table[step + 1] - low) * (code & 0xFF)) >> _SHIFT)
+        return low + (((table[step + 1] - low) * (code & _FRACTION)) >> _SHIFT)

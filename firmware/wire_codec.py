@@ -2,10 +2,12 @@
 # Do not edit: change the schema, then run `make codegen`.
 """Soma wire codec: struct over caller-owned buffers, for MicroPython and CPython.
 
-Each message is a flat layout tuple read by `pack` and `unpack` (data rather than code,
-and flat rather than nested, so the module stays small in a 96 KiB heap):
-  (name, size or -1, value count, sealed, segments n, constants n, masks n,
-   segment..., constant index, constant value, ..., mask index, mask, ...)
+A message is a layout id (firmware modules get `_BEACON`-style constants from their
+generated wire-constants block; the host maps names to ids with codegen.layout_ids()).
+Layout i is described at byte _OFFSETS[i] of _LAYOUTS:
+  size (u16, 0xFFFF if variable), value count, sealed, segments n, constants n, masks n,
+  then a _FORMATS index per segment, then (value index, _CONSTS index) per constant, then
+  (value index, _CONSTS index) per flag mask.
 A segment is a struct format, or "*" and the length letter of a length-prefixed byte
 string. Values exclude constants, which `pack` inserts and `unpack` checks; masks keep
 only the known bits of flag fields. A sealed message ends with the CRC-32 of the rest.
@@ -13,11 +15,6 @@ only the known bits of flag fields. A sealed message ends with the CRC-32 of the
 
 import struct
 from binascii import crc32
-
-try:
-    from micropython import const
-except ImportError:  # CPython, where host tests run this module too
-    const = int  # every const() here wraps an integer
 
 
 class ProtocolError(ValueError):
@@ -59,27 +56,44 @@ def _check_fixed(name, fmt, values, at):
     return at
 
 
-def _span(name, buf, off, end):
-    if end < 0:
-        end = len(buf)
-    if off < 0 or end > len(buf) or end < off:
-        raise ProtocolError(name + ": bad span")
-    return end
+def _offset(layout):
+    if not isinstance(layout, int) or not 0 <= 2 * layout < len(_OFFSETS):
+        raise ProtocolError("no layout %r" % (layout,))
+    return _OFFSETS[2 * layout] | _OFFSETS[2 * layout + 1] << 8
+
+
+def management_layout(kind, msg):
+    """The payload layout of a management frame of (kind, msg) ids, or -1 if none."""
+    for at in range(0, len(_MANAGEMENT), 3):
+        if _MANAGEMENT[at] == kind and _MANAGEMENT[at + 1] == msg:
+            return _MANAGEMENT[at + 2]
+    return -1
+
+
+def record_layout(kind):
+    """The payload layout of a record of this kind, or -1 if none."""
+    for at in range(0, len(_RECORDS), 2):
+        if _RECORDS[at] == kind:
+            return _RECORDS[at + 1]
+    return -1
 
 
 def pack(layout, buf, off, values):
     """Write `values` as `layout` into `buf` at `off`; return the end offset."""
-    name = layout[0]
-    if len(values) != layout[2]:
-        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), layout[2]))
-    last_segment = 7 + layout[4]
+    o = _offset(layout)
+    spec = _LAYOUTS
+    name = "layout %d" % layout  # names live on the host (codegen.layout_ids), not in the heap
+    if len(values) != spec[o + 2]:
+        raise ProtocolError("%s: %d values, expected %d" % (name, len(values), spec[o + 2]))
+    first = o + 7
+    last_segment = first + spec[o + 4]
     full = list(values)
-    for k in range(last_segment, last_segment + 2 * layout[5], 2):
-        full.insert(layout[k], layout[k + 1])
+    for k in range(last_segment, last_segment + 2 * spec[o + 5], 2):
+        full.insert(spec[k], _CONSTS[spec[k + 1]])
     at = 0
-    need = 4 if layout[3] else 0
-    for k in range(7, last_segment):
-        seg = layout[k]
+    need = 4 if spec[o + 3] else 0
+    for k in range(first, last_segment):
+        seg = _FORMATS[spec[k]]
         if seg[0] == "*":
             value = full[at]
             if not isinstance(value, _BUFFERS) or len(value) > _LIMITS[seg[1]][1]:
@@ -93,8 +107,8 @@ def pack(layout, buf, off, values):
         raise ProtocolError(name + ": buffer too small")
     p = off
     at = 0
-    for k in range(7, last_segment):
-        seg = layout[k]
+    for k in range(first, last_segment):
+        seg = _FORMATS[spec[k]]
         if seg[0] == "*":
             value = full[at]
             n = len(value)
@@ -109,7 +123,7 @@ def pack(layout, buf, off, values):
             struct.pack_into(seg, buf, p, *full[at : at + width])
             p += struct.calcsize(seg)
             at += width
-    if layout[3]:
+    if spec[o + 3]:
         struct.pack_into("<I", buf, p, crc32(memoryview(buf)[off:p]))
         p += 4
     return p
@@ -117,21 +131,28 @@ def pack(layout, buf, off, values):
 
 def unpack(layout, buf, off=0, end=-1):
     """Read one `layout` message filling buf[off:end] exactly; return its values."""
-    name = layout[0]
-    end = _span(name, buf, off, end)
-    if layout[1] >= 0 and end - off != layout[1]:
-        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, layout[1]))
-    if layout[3]:
+    o = _offset(layout)
+    spec = _LAYOUTS
+    name = "layout %d" % layout  # names live on the host (codegen.layout_ids), not in the heap
+    if end < 0:
+        end = len(buf)
+    if off < 0 or end > len(buf) or end < off:
+        raise ProtocolError(name + ": bad span")
+    size = spec[o] | spec[o + 1] << 8
+    if size != 0xFFFF and end - off != size:
+        raise ProtocolError("%s: length %d, expected %d" % (name, end - off, size))
+    if spec[o + 3]:
         if end - off < 4:
             raise ProtocolError(name + ": truncated")
         end -= 4
         if crc32(memoryview(buf)[off:end]) != struct.unpack_from("<I", buf, end)[0]:
             raise ProtocolError(name + ": bad CRC")
-    last_segment = 7 + layout[4]
+    first = o + 7
+    last_segment = first + spec[o + 4]
     p = off
     out = []
-    for k in range(7, last_segment):
-        seg = layout[k]
+    for k in range(first, last_segment):
+        seg = _FORMATS[spec[k]]
         if seg[0] == "*":
             width = struct.calcsize(seg[1])
             if end - p < width:
@@ -150,259 +171,21 @@ def unpack(layout, buf, off=0, end=-1):
             p += width
     if p != end:
         raise ProtocolError("%s: %d trailing bytes" % (name, end - p))
-    last_const = last_segment + 2 * layout[5]
+    last_const = last_segment + 2 * spec[o + 5]
     for k in range(last_segment, last_const, 2):
-        if out[layout[k]] != layout[k + 1]:
-            raise ProtocolError("%s: value %d is not the constant %r" % (name, layout[k], layout[k + 1]))
-    for k in range(last_const, last_const + 2 * layout[6], 2):
-        out[layout[k]] &= layout[k + 1]
+        if out[spec[k]] != _CONSTS[spec[k + 1]]:
+            raise ProtocolError("%s: value %d is not its constant" % (name, spec[k]))
+    for k in range(last_const, last_const + 2 * spec[o + 6], 2):
+        out[spec[k]] &= _CONSTS[spec[k + 1]]
     for k in range(last_const - 2, last_segment - 2, -2):
-        out.pop(layout[k])
+        out.pop(spec[k])
     return out
 
 
-PROTOCOL_HASH = const(0x035E4CF1)
-PROTOCOL_VERSION = const(1)
-FRAME_FLAG = const(126)
-FRAME_ESCAPE = const(125)
-FRAME_ESCAPE_XOR = const(32)
-FRAME_CONTROL_LIMIT = const(32)
-FRAME_BODY_MAX = const(600)
-RADIO_BEACON = const(177)
-TAG_LEN = const(8)
-KEY_LEN = const(32)
-BEACON_AIR_MAX = const(64)
-OUTPUT_CHANNELS = const(5)
-SENSOR_CHANNELS = const(6)
-SIM_KIND_SENSORS = const(81)
-SIM_KIND_ACTUATORS = const(82)
-SIM_KIND_RADIO = const(83)
-
-FRAME_KIND_REQUEST = const(1)
-FRAME_KIND_RESPONSE = const(2)
-FRAME_KIND_TELEMETRY = const(3)
-FRAME_KIND_EVENT = const(4)
-FRAME_KIND_ERROR = const(5)
-
-MESSAGE_ID_PING = const(1)
-MESSAGE_ID_INFO = const(2)
-MESSAGE_ID_READ_SENSORS = const(3)
-MESSAGE_ID_CALIBRATION_READ = const(4)
-MESSAGE_ID_CALIBRATION_WRITE = const(5)
-MESSAGE_ID_CALIBRATION_COMMIT = const(6)
-MESSAGE_ID_CONFIG_READ = const(7)
-MESSAGE_ID_CONFIG_WRITE = const(8)
-MESSAGE_ID_BENCH_OVERRIDE = const(9)
-MESSAGE_ID_SELF_TEST = const(10)
-MESSAGE_ID_FAULT_CLEAR = const(11)
-MESSAGE_ID_PROVISION_KEY = const(12)
-MESSAGE_ID_TELEMETRY_CONTROL = const(13)
-MESSAGE_ID_REBOOT = const(14)
-MESSAGE_ID_REPL_HANDBACK = const(15)
-MESSAGE_ID_SET_TARGETS = const(16)
-MESSAGE_ID_AUTOTUNE = const(17)
-MESSAGE_ID_TELEMETRY = const(64)
-MESSAGE_ID_FAULT_EVENT = const(65)
-MESSAGE_ID_BOOT_EVENT = const(66)
-MESSAGE_ID_AUTOTUNE_EVENT = const(67)
-
-RECORD_KIND_CALIBRATION = const(1)
-RECORD_KIND_CONFIG = const(2)
-RECORD_KIND_COMFORT = const(3)
-RECORD_KIND_KEY = const(4)
-
-RESET_CAUSE_UNKNOWN = const(0)
-RESET_CAUSE_POWER_ON = const(1)
-RESET_CAUSE_HARD = const(2)
-RESET_CAUSE_WATCHDOG = const(3)
-RESET_CAUSE_DEEP_SLEEP = const(4)
-RESET_CAUSE_SOFT = const(5)
-RESET_CAUSE_BROWNOUT = const(6)
-
-CALIBRATION_STATE_NOMINAL = const(0)
-CALIBRATION_STATE_CALIBRATED = const(1)
-CALIBRATION_STATE_CORRUPT = const(2)
-CALIBRATION_STATE_STAGED = const(3)
-
-OUTPUT_CHANNEL_DRIVE_LEFT = const(0)
-OUTPUT_CHANNEL_DRIVE_RIGHT = const(1)
-OUTPUT_CHANNEL_HAPTIC = const(2)
-OUTPUT_CHANNEL_WAKE_LIGHT = const(3)
-OUTPUT_CHANNEL_STATUS_LED = const(4)
-
-ERROR_CODE_BAD_FRAME = const(1)
-ERROR_CODE_UNKNOWN_MESSAGE = const(2)
-ERROR_CODE_BAD_PAYLOAD = const(3)
-ERROR_CODE_REFUSED = const(4)
-ERROR_CODE_BUSY = const(5)
-ERROR_CODE_STORAGE = const(6)
-
-OCCUPANCY_UNKNOWN = const(0)
-OCCUPANCY_EMPTY = const(1)
-OCCUPANCY_OCCUPIED = const(2)
-
-WAKE_READINESS_UNKNOWN = const(0)
-WAKE_READINESS_AWAKE = const(1)
-WAKE_READINESS_LIGHT = const(2)
-WAKE_READINESS_DEEP = const(3)
-WAKE_READINESS_MOVING = const(4)
-
-BEACON_FLAGS_SYNCED = const(1)
-BEACON_FLAGS_IS_ROOT = const(2)
-BEACON_FLAGS_PROGRAM_RUNNING = const(4)
-BEACON_FLAGS_USHERING = const(8)
-BEACON_FLAGS_FAULT = const(16)
-
-AUTOTUNE_STATE_RUNNING = const(1)
-AUTOTUNE_STATE_DONE = const(2)
-AUTOTUNE_STATE_ABORTED = const(3)
-
-BEACON = ('beacon', 62, 18, True, 1, 2, 1, '<BBHHHIBHIQHHQBBHHiB8s', 0, 177, 1, 1, 6, 31)
-BEACON_SIZE = const(62)
-BEACON_AT_TAG = const(50)
-BEACON_IX_SANCTUARY_ID = const(0)
-BEACON_IX_BED_ID = const(1)
-BEACON_IX_BOOT_EPOCH = const(2)
-BEACON_IX_SEQ = const(3)
-BEACON_IX_FLAGS = const(4)
-BEACON_IX_ROOT_ID = const(5)
-BEACON_IX_ROOT_SEQ = const(6)
-BEACON_IX_GLOBAL_TIME_US = const(7)
-BEACON_IX_PROGRAM_ID = const(8)
-BEACON_IX_PROGRAM_VERSION = const(9)
-BEACON_IX_PROGRAM_START_US = const(10)
-BEACON_IX_OCCUPANCY = const(11)
-BEACON_IX_WAKE_READINESS = const(12)
-BEACON_IX_POWER_DEMAND_W = const(13)
-BEACON_IX_POWER_GRANT_W = const(14)
-BEACON_IX_DRIFT_PPB = const(15)
-BEACON_IX_HOPS = const(16)
-BEACON_IX_TAG = const(17)
-
-FRAME = ('frame', -1, 4, True, 2, 1, 0, '<BBHB', '*H', 0, 1)
-
-RECORD = ('record', -1, 4, True, 2, 1, 0, '<4sBBI', '*H', 0, b'SOMR')
-
-SIM_SENSORS = ('sim_sensors', 17, 7, False, 1, 1, 0, '<BIHHHHHH', 0, 81)
-SIM_SENSORS_SIZE = const(17)
-SIM_SENSORS_IX_SEQ = const(0)
-SIM_SENSORS_IX_ADC_0 = const(1)
-SIM_SENSORS_IX_ADC_1 = const(2)
-SIM_SENSORS_IX_ADC_2 = const(3)
-SIM_SENSORS_IX_ADC_3 = const(4)
-SIM_SENSORS_IX_ADC_4 = const(5)
-SIM_SENSORS_IX_ADC_5 = const(6)
-
-SIM_ACTUATORS = ('sim_actuators', 26, 10, False, 1, 1, 0, '<BIhhhhhHIBI', 0, 82)
-SIM_ACTUATORS_SIZE = const(26)
-SIM_ACTUATORS_IX_SEQ = const(0)
-SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_0 = const(1)
-SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_1 = const(2)
-SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_2 = const(3)
-SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_3 = const(4)
-SIM_ACTUATORS_IX_OUTPUTS_PERMILLE_4 = const(5)
-SIM_ACTUATORS_IX_WATCHDOG_TIMEOUT_MS = const(6)
-SIM_ACTUATORS_IX_WATCHDOG_FEEDS = const(7)
-SIM_ACTUATORS_IX_WATCHDOG_HELD = const(8)
-SIM_ACTUATORS_IX_LOCAL_TICKS_US = const(9)
-
-SIM_RADIO = ('sim_radio', -1, 1, False, 2, 1, 0, '<B', '*B', 0, 83)
-
-PING_PAYLOAD = ('ping_payload', 4, 1, False, 1, 0, 0, '<I')
-
-EMPTY = ('empty', 0, 0, False, 0, 0, 0)
-
-INFO_RESPONSE = ('info_response', -1, 12, False, 4, 0, 1, '*B', '<8sI', '*B', '<BIBBIHHH', 7, 63)
-
-SENSOR_READINGS = ('sensor_readings', 28, 11, False, 1, 0, 0, '<HHHHHHiiiHH')
-
-CALIBRATION_READ_RESPONSE = ('calibration_read_response', -1, 18, False, 2, 0, 0, '<BIfffHfffHfffHiII', '*B')
-
-CALIBRATION_DATA = ('calibration_data', -1, 16, False, 2, 0, 0, '<fffHfffHfffHiII', '*B')
-
-GENERATION_PAYLOAD = ('generation_payload', 4, 1, False, 1, 0, 0, '<I')
-
-CONFIG_DATA = ('config_data', 56, 19, False, 1, 0, 0, '<iiiiiiiiiHHHHHHHHHH')
-
-BENCH_OVERRIDE = ('bench_override', 7, 3, False, 1, 0, 0, '<BhI')
-
-SELF_TEST_RESPONSE = ('self_test_response', 8, 2, False, 1, 0, 0, '<II')
-
-FAULT_CLEAR_REQUEST = ('fault_clear_request', 4, 1, False, 1, 0, 0, '<I')
-
-FAULT_CLEAR_RESPONSE = ('fault_clear_response', 8, 2, False, 1, 0, 0, '<II')
-
-KEY_DATA = ('key_data', 36, 3, False, 1, 0, 0, '<HH32s')
-
-KEY_ID_RESPONSE = ('key_id_response', 4, 1, False, 1, 0, 0, '<4s')
-
-TELEMETRY_CONTROL = ('telemetry_control', 2, 1, False, 1, 0, 0, '<H')
-
-REBOOT_REQUEST = ('reboot_request', 2, 1, False, 1, 0, 0, '<H')
-
-TARGETS_REQUEST = ('targets_request', 8, 2, False, 1, 0, 0, '<ii')
-
-AUTOTUNE_REQUEST = ('autotune_request', 7, 3, False, 1, 0, 0, '<BiH')
-
-AUTOTUNE_EVENT = ('autotune_event', 15, 6, False, 1, 0, 0, '<BBBiii')
-
-TELEMETRY = ('telemetry', 63, 20, False, 1, 0, 0, '<IiiiiihhHHhhhhhIIIBQ')
-
-FAULT_EVENT = ('fault_event', 10, 4, False, 1, 0, 0, '<BBiI')
-
-BOOT_EVENT = ('boot_event', 3, 2, False, 1, 0, 0, '<BH')
-
-COMFORT_DATA = ('comfort_data', 12, 4, False, 1, 0, 0, '<iiHH')
-
-ERROR_PAYLOAD = ('error_payload', 3, 2, False, 1, 0, 0, '<BH')
-
-# (frame kind, message id) -> payload layout
-MANAGEMENT_PAYLOADS = {
-    (1, 1): PING_PAYLOAD,
-    (2, 1): PING_PAYLOAD,
-    (1, 2): EMPTY,
-    (2, 2): INFO_RESPONSE,
-    (1, 3): EMPTY,
-    (2, 3): SENSOR_READINGS,
-    (1, 4): EMPTY,
-    (2, 4): CALIBRATION_READ_RESPONSE,
-    (1, 5): CALIBRATION_DATA,
-    (2, 5): EMPTY,
-    (1, 6): EMPTY,
-    (2, 6): GENERATION_PAYLOAD,
-    (1, 7): EMPTY,
-    (2, 7): CONFIG_DATA,
-    (1, 8): CONFIG_DATA,
-    (2, 8): GENERATION_PAYLOAD,
-    (1, 9): BENCH_OVERRIDE,
-    (2, 9): EMPTY,
-    (1, 10): EMPTY,
-    (2, 10): SELF_TEST_RESPONSE,
-    (1, 11): FAULT_CLEAR_REQUEST,
-    (2, 11): FAULT_CLEAR_RESPONSE,
-    (1, 12): KEY_DATA,
-    (2, 12): KEY_ID_RESPONSE,
-    (1, 13): TELEMETRY_CONTROL,
-    (2, 13): EMPTY,
-    (1, 14): REBOOT_REQUEST,
-    (2, 14): EMPTY,
-    (1, 15): EMPTY,
-    (2, 15): EMPTY,
-    (1, 16): TARGETS_REQUEST,
-    (2, 16): EMPTY,
-    (1, 17): AUTOTUNE_REQUEST,
-    (2, 17): EMPTY,
-    (4, 67): AUTOTUNE_EVENT,
-    (3, 64): TELEMETRY,
-    (4, 65): FAULT_EVENT,
-    (4, 66): BOOT_EVENT,
-}
-ERROR_LAYOUT = ERROR_PAYLOAD
-
-# record kind -> payload layout
-RECORD_PAYLOADS = {
-    1: CALIBRATION_DATA,
-    2: CONFIG_DATA,
-    3: COMFORT_DATA,
-    4: KEY_DATA,
-}
+PROTOCOL_HASH = 0x88AA5E7B
+_FORMATS = ('<BBHHHIBHIQHHQBBHHiB8s', '<BBHB', '*H', '<4sBBI', '<BIHHHHHH', '<BIhhhhhHIBI', '<B', '*B', '<I', '<8sI', '<BIBBIHHH', '<HHHHHHiiiHH', '<BIfffHfffHfffHiII', '<fffHfffHfffHiII', '<iiiiiiiiiHHHHHHHHHH', '<BhI', '<II', '<HH32s', '<4s', '<H', '<ii', '<BiH', '<BBBiii', '<IiiiiihhHHhhhhhIIIBQ', '<BBiI', '<BH', '<iiHH')
+_CONSTS = (177, 1, 31, b'SOMR', 81, 82, 83, 63)
+_LAYOUTS = b'>\x00\x12\x01\x01\x02\x01\x00\x00\x00\x01\x01\x06\x02\xff\xff\x04\x01\x02\x01\x00\x01\x02\x00\x01\xff\xff\x04\x01\x02\x01\x00\x03\x02\x00\x03\x11\x00\x07\x00\x01\x01\x00\x04\x00\x04\x1a\x00\n\x00\x01\x01\x00\x05\x00\x05\xff\xff\x01\x00\x02\x01\x00\x06\x07\x00\x06\x04\x00\x01\x00\x01\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\xff\xff\x0c\x00\x04\x00\x01\x07\t\x07\n\x07\x07\x1c\x00\x0b\x00\x01\x00\x00\x0b\xff\xff\x12\x00\x02\x00\x00\x0c\x07\xff\xff\x10\x00\x02\x00\x00\r\x07\x04\x00\x01\x00\x01\x00\x00\x088\x00\x13\x00\x01\x00\x00\x0e\x07\x00\x03\x00\x01\x00\x00\x0f\x08\x00\x02\x00\x01\x00\x00\x10\x04\x00\x01\x00\x01\x00\x00\x08\x08\x00\x02\x00\x01\x00\x00\x10$\x00\x03\x00\x01\x00\x00\x11\x04\x00\x01\x00\x01\x00\x00\x12\x02\x00\x01\x00\x01\x00\x00\x13\x02\x00\x01\x00\x01\x00\x00\x13\x08\x00\x02\x00\x01\x00\x00\x14\x07\x00\x03\x00\x01\x00\x00\x15\x0f\x00\x06\x00\x01\x00\x00\x16?\x00\x14\x00\x01\x00\x00\x17\n\x00\x04\x00\x01\x00\x00\x18\x03\x00\x02\x00\x01\x00\x00\x19\x0c\x00\x04\x00\x01\x00\x00\x1a\x03\x00\x02\x00\x01\x00\x00\x19'
+_OFFSETS = b'\x00\x00\x0e\x00\x19\x00$\x00.\x008\x00C\x00K\x00R\x00_\x00g\x00p\x00y\x00\x81\x00\x89\x00\x91\x00\x99\x00\xa1\x00\xa9\x00\xb1\x00\xb9\x00\xc1\x00\xc9\x00\xd1\x00\xd9\x00\xe1\x00\xe9\x00\xf1\x00\xf9\x00\x01\x01'
+_MANAGEMENT = b'\x01\x01\x06\x02\x01\x06\x01\x02\x07\x02\x02\x08\x01\x03\x07\x02\x03\t\x01\x04\x07\x02\x04\n\x01\x05\x0b\x02\x05\x07\x01\x06\x07\x02\x06\x0c\x01\x07\x07\x02\x07\r\x01\x08\r\x02\x08\x0c\x01\t\x0e\x02\t\x07\x01\n\x07\x02\n\x0f\x01\x0b\x10\x02\x0b\x11\x01\x0c\x12\x02\x0c\x13\x01\r\x14\x02\r\x07\x01\x0e\x15\x02\x0e\x07\x01\x0f\x07\x02\x0f\x07\x01\x10\x16\x02\x10\x07\x01\x11\x17\x02\x11\x07\x04C\x18\x03@\x19\x04A\x1a\x04B\x1b'  # (frame kind, message id, payload layout)
+_RECORDS = b'\x01\x0b\x02\r\x03\x1c\x04\x12'  # (record kind, payload layout)

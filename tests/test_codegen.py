@@ -25,16 +25,32 @@ def test_check_mode_reports_stale_file(tmp_path, capsys):
 
 
 def test_layouts_match_the_schema_description():
+    ids = codegen.layout_ids()
+    assert list(ids) == list(ir.all_messages()) and len(wire_codec._OFFSETS) == 2 * len(ids)
     for name, msg in ir.all_messages().items():
-        layout = getattr(wire_codec, name.upper())
-        assert layout[0] == name
-        assert layout[1] == (-1 if msg.fixed_size is None else msg.fixed_size)
-        assert layout[2] == len(msg.fields)
-        assert layout[3] == msg.sealed
+        at = wire_codec._offset(ids[name])
+        spec = wire_codec._LAYOUTS
+        assert spec[at] | spec[at + 1] << 8 == (0xFFFF if msg.fixed_size is None else msg.fixed_size)
+        assert spec[at + 2] == len(msg.fields)
+        assert spec[at + 3] == msg.sealed
+
+
+def test_wire_constants_blocks_are_current_and_required():
+    table = codegen.constants()
+    source = (
+        "from micropython import const\n\n" + codegen.BLOCK_BEGIN + "\n" + codegen.BLOCK_END + "\nx = _BEACON_SIZE\n"
+    )
+    filled = codegen.render_block(source, table)
+    assert f"_BEACON_SIZE = const({table['BEACON_SIZE']})" in filled
+    assert codegen.render_block(filled, table) == filled
+    stale = filled.replace(f"const({table['BEACON_SIZE']})", "const(61)")
+    assert codegen.render_block(stale, table) == filled
+    with pytest.raises(ir.UnsupportedConstruct, match="no `# wire constants"):
+        codegen.render_block("x = _MESSAGE_ID_INFO\n", table)
 
 
 def test_beacon_fits_on_air():
-    assert wire_codec.BEACON_SIZE <= schema.BEACON_AIR_MAX
+    assert codegen.constants()["BEACON_SIZE"] <= schema.BEACON_AIR_MAX
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,22 @@ budget of the firmware alone is measured by `make bench-firmware` (heap_used_byt
 import pytest
 
 from mpexec import run_micropython
+from soma_protocol import schema
 
 HEAP = "256K"
+FAULTS = {int(code): str(name) for code, name in schema.FaultCode.decmapping.items()}
+
+
+def fault_names(mask):
+    return [FAULTS[code] for code in sorted(FAULTS) if mask & (1 << code)]
 
 
 def scenario(call, tmp_path):
-    return run_micropython(f"import scenarios; scenarios.{call}", heap=HEAP, cwd=tmp_path)
+    report = run_micropython(f"import scenarios; scenarios.{call}", heap=HEAP, cwd=tmp_path)
+    for key in ("latched", "after_clear"):
+        if key in report:
+            report[key] = fault_names(report[key])
+    return report
 
 
 def test_safe_boot_outputs_off_until_self_checks_pass(tmp_path):

@@ -4,8 +4,10 @@ import subprocess
 
 from soma import paths
 from soma.firmware_build import compile_tree
+from soma_protocol import codegen
 
 SCRIPT = """
+BEACON_SIZE = {beacon_size}
 import gc
 gc.collect()
 before = gc.mem_alloc()
@@ -13,7 +15,7 @@ import beacon_auth, frame_link, wire_codec
 gc.collect()
 loaded = gc.mem_alloc() - before
 mac = beacon_auth.HmacSha256(bytes(32))
-buf = bytearray(wire_codec.BEACON_SIZE)
+buf = bytearray(BEACON_SIZE)
 values = [7, 2, 1, 1, 1, 2, 3, 4, 5, 6, 7, 2, 1, 100, 50, -3, 0, b""]
 beacon_auth.pack_signed_beacon(mac, buf, values)
 verifier = beacon_auth.BeaconVerifier(bytes(32), 7)
@@ -24,21 +26,24 @@ n = frame_link.encode_into(buf, len(buf), out)
 reader = frame_link.FrameReader()
 lengths = [reader.push(b) for b in out[:n]]
 assert lengths[-1] == len(buf) and reader.body[: len(buf)] == buf
-gc.collect()
-before = gc.mem_alloc()
-gc.disable()
-for i in range(n):
-    reader.push(out[i])
-per_frame = gc.mem_alloc() - before
-gc.enable()
-print("ok", loaded, per_frame)
+def measure(reader, out, n):
+    # In a function: a new module global would grow the globals dict mid-measurement.
+    gc.collect()
+    before = gc.mem_alloc()
+    gc.disable()
+    for i in range(n):
+        reader.push(out[i])
+    allocated = gc.mem_alloc() - before
+    gc.enable()
+    return allocated
+print("ok", loaded, measure(reader, out, n))
 """
 
 
 def test_protocol_modules_fit_the_heap_and_decode_without_allocating(tmp_path):
     compile_tree(tmp_path)
     script = tmp_path / "probe.py"
-    script.write_text(SCRIPT)
+    script.write_text(SCRIPT.format(beacon_size=codegen.constants()["BEACON_SIZE"]))
     result = subprocess.run(
         [paths.micropython(), "-X", "heapsize=96K", str(script)],
         capture_output=True,

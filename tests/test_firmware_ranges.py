@@ -8,7 +8,6 @@ from soma_protocol import ir, schema
 import board
 import config
 import control
-import frame_link
 import sensors
 import thermistor
 
@@ -22,9 +21,9 @@ def test_pid_products_stay_small():
 
 
 def test_config_cannot_exceed_the_pid_gain_bound():
-    for name in config.FIELDS:
+    for index, name in enumerate(config.FIELDS):
         if name.endswith("_q16"):
-            assert config._RULES[name][2] <= control.GAIN_MAX_Q16
+            assert config._LIMITS[3 * index + 2] <= control.GAIN_MAX_Q16
 
 
 def test_sample_path_sums_and_scalings_stay_small():
@@ -43,7 +42,21 @@ def test_thermistor_interpolation_stays_small_for_nominal_and_spread_units():
         table = thermistor.Thermistor(a, b, 0.0).table
         assert max(abs(v) for v in table) < SMALL_INT
         steps = [abs(table[i + 1] - table[i]) for i in range(len(table) - 1)]
-        assert max(steps) * 255 < SMALL_INT
+        assert max(steps) * thermistor._FRACTION < SMALL_INT
+
+
+def test_thermistor_table_is_exact_to_ten_millikelvin_where_beds_live():
+    import math
+
+    a, b, c = thermistor.nominal_coefficients()
+    curve = thermistor.Thermistor(a, b, c)
+    worst = 0.0
+    for code in range(1000, 64000, 7):
+        ln_r = math.log(thermistor.resistance_ohm(code))
+        exact = 1 / (a + b * ln_r + c * ln_r**3) - 273.15
+        if 10 <= exact <= 45:
+            worst = max(worst, abs(curve.millicelsius(code) / 1000 - exact))
+    assert worst < 0.010
 
 
 def test_firmware_constants_agree_with_the_schema():
@@ -58,8 +71,3 @@ def test_firmware_constants_agree_with_the_schema():
     }
     assert board.OUT_CHANNELS == schema.OUTPUT_CHANNELS
     assert board.ADC_CHANNELS == schema.SENSOR_CHANNELS
-    assert (frame_link._FLAG, frame_link._ESCAPE, frame_link._XOR) == (
-        schema.FRAME_FLAG,
-        schema.FRAME_ESCAPE,
-        schema.FRAME_ESCAPE_XOR,
-    )

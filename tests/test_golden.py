@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soma.mpcodec import from_json
+from soma.mpcodec import LAYOUT_IDS, from_json
 from soma_protocol import auth, codec, framing
 from strategies import same_values
 
@@ -39,7 +39,7 @@ def test_construct_both_ways(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_generated_codec_under_cpython_both_ways(name):
     values, data = _vector(name)
-    layout = getattr(wire_codec, name.upper())
+    layout = LAYOUT_IDS[name]
     buf = bytearray(len(data) + 8)
     assert wire_codec.pack(layout, buf, 3, values) == 3 + len(data)
     assert bytes(buf[3 : 3 + len(data)]) == data

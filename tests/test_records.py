@@ -8,6 +8,7 @@ import importlib.util
 import struct
 
 from mpexec import MP_HELPERS, run_micropython
+from soma.mpcodec import LAYOUT_IDS
 from soma_protocol import codec
 
 MISSING, VALID, CORRUPT = 0, 1, 2
@@ -50,7 +51,10 @@ def stored(values):
 
 def run(tmp_path, body):
     """Run `body` under MicroPython in tmp_path with the harness and FIRST/SECOND in scope."""
-    prelude = f"import json, os\nfrom records_harness import *\nFIRST = {FIRST!r}\nSECOND = {SECOND!r}\n"
+    prelude = (
+        f"import json, os\nfrom records_harness import *\nFIRST = {FIRST!r}\nSECOND = {SECOND!r}\n"
+        f"RECORD_LAYOUT = {LAYOUT_IDS['record']}\n"
+    )
     return run_micropython(prelude + body, heap="96K", cwd=tmp_path)
 
 
@@ -103,10 +107,10 @@ def test_generations_increase_alternate_slots_and_wrap(tmp_path):
     out = run(
         tmp_path,
         """
-from wire_codec import RECORD, unpack
+from wire_codec import unpack
 def generations(kind):
     names = FILES[kind]
-    return [unpack(RECORD, get(n))[2] if n in listing() else None for n in names]
+    return [unpack(RECORD_LAYOUT, get(n))[2] if n in listing() else None for n in names]
 store = new_store()
 out = {}
 for kind in FIRST:

@@ -7,11 +7,17 @@ firmware's own code without starting a process per case.
 
 import json
 import os
+import re
 import struct
 import subprocess
 from pathlib import Path
 
+from soma_protocol.codegen import layout_ids
+
 from . import paths
+
+LAYOUT_IDS = layout_ids()  # message name -> the generated codec's layout id
+LAYOUT_NAMES = {index: name for name, index in LAYOUT_IDS.items()}
 
 SERVICE = Path(__file__).resolve().parent / "mp" / "codec_service.py"
 
@@ -64,19 +70,21 @@ class FirmwareCodec:
         if "ok" in answer:
             return answer["ok"]
         if "protocol_error" in answer:
-            raise FirmwareProtocolError(answer["protocol_error"])
+            # The firmware knows messages by layout id only: put the name back for people.
+            message = re.sub(r"^layout (\d+)", lambda m: LAYOUT_NAMES.get(int(m[1]), m[0]), answer["protocol_error"])
+            raise FirmwareProtocolError(message)
         raise FirmwareCrash(answer["crash"])
 
-    def unpack(self, layout, data):
-        return [from_json(v) for v in self.call("unpack", layout=layout, hex=bytes(data).hex())]
+    def unpack(self, name, data):
+        return [from_json(v) for v in self.call("unpack", layout=LAYOUT_IDS[name], hex=bytes(data).hex())]
 
-    def judge(self, layout, inputs):
+    def judge(self, name, inputs):
         """Decode a batch in one round trip: a value list per input, None where rejected."""
-        answers = self.call("judge", layout=layout, inputs=[bytes(data).hex() for data in inputs])
+        answers = self.call("judge", layout=LAYOUT_IDS[name], inputs=[bytes(data).hex() for data in inputs])
         return [None if values is None else [from_json(v) for v in values] for values in answers]
 
-    def pack(self, layout, values):
-        return bytes.fromhex(self.call("pack", layout=layout, values=[to_json(v) for v in values]))
+    def pack(self, name, values):
+        return bytes.fromhex(self.call("pack", layout=LAYOUT_IDS[name], values=[to_json(v) for v in values]))
 
     def close(self):
         if self._proc.poll() is None:

@@ -355,8 +355,27 @@ Telemetry = Struct(
     "global_time_us" / Int64ul,
 )
 
+# Safety supervisor faults (firmware/safety.py). Fault masks in info and telemetry have
+# bit `1 << code` set for each latched fault.
+FaultCode = Enum(
+    Int8ul,
+    overtemp=0,  # a pad sensor at or above the trip temperature (42 degC): all drive off
+    sensor_left=1,  # pad thermistor open or short (ADC window): that zone off
+    sensor_right=2,
+    sensor_ambient=3,  # ambient thermistor open or short: reported
+    no_rise_left=4,  # heating below target without the temperature rising
+    no_rise_right=5,
+    off_band_left=6,  # settled at target, then outside the band for too long
+    off_band_right=7,
+    frozen_left=8,  # identical readings while driving
+    frozen_right=9,
+    deadman=10,  # the drive not refreshed for 3 s: all drive off
+    auto_off=11,  # 12 h without a program or host refresh: heating off
+    self_test=12,  # boot self-checks failed: drive never armed
+)
+
 FaultEvent = Struct(
-    "code" / Int8ul,
+    "code" / FaultCode,
     "active" / Int8ul,
     "value" / Int32sl,
     "uptime_ms" / Int32ul,
@@ -555,4 +574,5 @@ ENUMS = {
     "WakeReadiness": WakeReadiness,
     "BeaconFlags": BeaconFlags,
     "AutotuneState": AutotuneState,
+    "FaultCode": FaultCode,
 }
