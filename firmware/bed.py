@@ -29,7 +29,7 @@ from board import (
 from config import Config
 from console import ManagementLink, Refused
 from control import ControlLaw, Pid, clamp
-from scheduler import Scheduler
+from scheduler import Scheduler, percentile_us
 from sensors import Sensors
 from thermistor import Thermistor, nominal_coefficients
 from timebase import LocalTime
@@ -55,6 +55,7 @@ _MESSAGE_ID_CONFIG_WRITE = const(8)
 _MESSAGE_ID_FAULT_CLEAR = const(11)
 _MESSAGE_ID_FAULT_EVENT = const(65)
 _MESSAGE_ID_INFO = const(2)
+_MESSAGE_ID_LOOP_STATS = const(18)
 _MESSAGE_ID_PING = const(1)
 _MESSAGE_ID_PROVISION_KEY = const(12)
 _MESSAGE_ID_READ_SENSORS = const(3)
@@ -359,6 +360,7 @@ class Bed:
             _MESSAGE_ID_REPL_HANDBACK: self._repl_handback,
             _MESSAGE_ID_SET_TARGETS: self._set_targets,
             _MESSAGE_ID_AUTOTUNE: self._autotune,
+            _MESSAGE_ID_LOOP_STATS: self._loop_stats,
         }
 
     def _info(self, request):
@@ -512,6 +514,23 @@ class Bed:
         self.laws[zone] = Pid(*gains)
         self.laws[zone].reset(self.sensors.temps_mc[zone])
         self.link.event(_MESSAGE_ID_AUTOTUNE_EVENT, [zone, _AUTOTUNE_STATE_DONE, law.peaks - 1] + list(gains))
+
+    def _loop_stats(self, request):
+        loop = self.scheduler
+        return [
+            loop.ticks & 0xFFFFFFFF,
+            loop.overruns & 0xFFFFFFFF,
+            min(percentile_us(loop.body_histogram, 0.5), 0xFFFF),
+            min(percentile_us(loop.body_histogram, 0.99), 0xFFFF),
+            loop.body_max_us & 0xFFFFFFFF,
+            min(percentile_us(loop.late_histogram, 0.99), 0xFFFF),
+            loop.late_max_us & 0xFFFFFFFF,
+            loop.gc_runs & 0xFFFFFFFF,
+            loop.gc_pause_max_us & 0xFFFFFFFF,
+            loop.heap_used,
+            gc.mem_free(),
+            loop.alloc_bytes_per_s & 0xFFFFFFFF,
+        ]
 
     def _set_targets(self, request):
         config = self.config

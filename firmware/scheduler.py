@@ -29,6 +29,8 @@ class Scheduler:
         self.gc_runs = 0
         self.gc_pause_max_us = 0
         self.heap_used = 0  # bytes in use right after the last collection
+        self.alloc_bytes_per_s = 0  # over the last interval between collections
+        self._collected_at = 0
         self.late_max_us = 0
         self.body_max_us = 0
         self.late_histogram = array("I", bytes(4 * BUCKETS))
@@ -72,8 +74,15 @@ class Scheduler:
     def _collect(self):
         clock = self._clock
         start = clock.ticks_us()
+        # What the heap grew by since the last collection is what the loop allocated.
+        grown = gc.mem_alloc() - self.heap_used
         gc.collect()
         pause = clock.ticks_diff(clock.ticks_us(), start)
+        if self.gc_runs:
+            elapsed_us = clock.ticks_diff(start, self._collected_at)
+            if elapsed_us > 0:
+                self.alloc_bytes_per_s = grown * 1000 // (elapsed_us // 1000 or 1)
+        self._collected_at = start
         self.gc_runs += 1
         self.heap_used = gc.mem_alloc()
         self._since_gc = 0
@@ -85,7 +94,7 @@ class Scheduler:
 
 
 def percentile_us(histogram, fraction):
-    """The bucket floor (us) below which `fraction` of the recorded values fall."""
+    """An upper bound (us, a bucket's top edge) for the `fraction` quantile of the values."""
     total = 0
     for count in histogram:
         total += count
@@ -96,5 +105,5 @@ def percentile_us(histogram, fraction):
     for index in range(len(histogram)):
         seen += histogram[index]
         if seen >= goal:
-            return index * BUCKET_US
-    return (len(histogram) - 1) * BUCKET_US
+            return (index + 1) * BUCKET_US
+    return len(histogram) * BUCKET_US

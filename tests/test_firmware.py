@@ -9,7 +9,7 @@ budget of the firmware alone is measured by `make bench-firmware` (heap_used_byt
 
 import pytest
 
-from mpexec import run_micropython
+from soma.mpexec import run_micropython
 from soma_protocol import schema
 
 HEAP = "256K"

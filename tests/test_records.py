@@ -7,8 +7,8 @@ tests/mp/records_harness.py; the host then checks the files with its own codec.
 import importlib.util
 import struct
 
-from mpexec import MP_HELPERS, run_micropython
 from soma.mpcodec import LAYOUT_IDS
+from soma.mpexec import MP_HELPERS, run_micropython
 from soma_protocol import codec
 
 MISSING, VALID, CORRUPT = 0, 1, 2

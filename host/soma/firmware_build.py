@@ -17,24 +17,21 @@ def mpy_cross():
 
 
 def compile_tree(out_dir, source=None):
-    """Compile every firmware module into out_dir; return the list of .mpy paths.
-
-    main.py and boot.py stay source, as MicroPython only runs them as .py files.
-    """
+    """Compile every module of `source` (the firmware tree by default) into out_dir as .mpy;
+    return their paths. main.py and boot.py are left out: MicroPython runs those as source,
+    and whoever deploys copies them."""
     source = Path(source or paths.firmware_dir())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []
     for module in sorted(source.glob("*.py")):
         if module.name in ("main.py", "boot.py"):
-            target = out_dir / module.name
-            target.write_bytes(module.read_bytes())
-        else:
-            target = out_dir / (module.stem + ".mpy")
-            result = subprocess.run(
-                [str(mpy_cross()), "-o", str(target), module.name], cwd=source, capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"mpy-cross failed on {module.name}: {result.stderr.strip()}")
+            continue
+        target = out_dir / (module.stem + ".mpy")
+        result = subprocess.run(
+            [str(mpy_cross()), "-o", str(target), module.name], cwd=source, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"mpy-cross failed on {module.name}: {result.stderr.strip()}")
         built.append(target)
     return built

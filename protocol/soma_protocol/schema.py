@@ -113,6 +113,7 @@ MessageId = Enum(
     repl_handback=15,
     set_targets=16,
     autotune=17,
+    loop_stats=18,
     telemetry=64,
     fault_event=65,
     boot_event=66,
@@ -404,6 +405,22 @@ AutotuneEvent = Struct(
     "kd_q16" / Int32sl,
 )
 
+# The 100 Hz loop's health since boot: what the firmware benchmarks and `soma monitor` read.
+LoopStats = Struct(
+    "ticks" / Int32ul,
+    "overruns" / Int32ul,
+    "body_p50_us" / Int16ul,
+    "body_p99_us" / Int16ul,
+    "body_max_us" / Int32ul,
+    "late_p99_us" / Int16ul,
+    "late_max_us" / Int32ul,
+    "gc_runs" / Int32ul,
+    "gc_pause_max_us" / Int32ul,
+    "heap_used_bytes" / Int32ul,
+    "heap_free_bytes" / Int32ul,
+    "alloc_bytes_per_s" / Int32ul,  # allocated between idle-time collections
+)
+
 ErrorPayload = Struct(
     "code" / ErrorCode,
     "detail" / Int16ul,
@@ -445,6 +462,8 @@ MANAGEMENT_PAYLOADS = {
     ("request", "autotune"): AutotuneRequest,
     ("response", "autotune"): Empty,
     ("event", "autotune_event"): AutotuneEvent,
+    ("request", "loop_stats"): Empty,
+    ("response", "loop_stats"): LoopStats,
     ("telemetry", "telemetry"): Telemetry,
     ("event", "fault_event"): FaultEvent,
     ("event", "boot_event"): BootEvent,

@@ -400,17 +400,22 @@ def console():
 
 def sample_path_allocation(ticks=2000):
     """Bytes allocated by the 100 Hz sample path (all ADC channels, filtering, conversion)."""
-    import gc
-
     board, plant, bed = _make(start_c=30.0)
     sample = bed.sensors.sample
     for _ in range(20):
         sample()
+    allocated = _allocation_of(sample, ticks)
+    h.report(allocated=allocated, ticks=ticks, temp=bed.sensors.temps_mc[0])
+
+
+def _allocation_of(work, times):
+    import gc
+
     gc.collect()
     gc.disable()
     before = gc.mem_alloc()
-    for _ in range(ticks):
-        sample()
+    for _ in range(times):
+        work()
     allocated = gc.mem_alloc() - before
     gc.enable()
-    h.report(allocated=allocated, ticks=ticks, temp=bed.sensors.temps_mc[0])
+    return allocated

@@ -1,6 +1,6 @@
 """Run MicroPython code against the firmware as deployed: every module cross-compiled to
-.mpy with mpy-cross (plus the test helpers in tests/mp), under the board's heap budget.
-Returns json of the script's last stdout line."""
+.mpy with mpy-cross (plus the scripted board and scenarios in tests/mp), under a given
+heap. Returns json of the script's last stdout line. Used by the tests and benchmarks."""
 
 import json
 import os
@@ -8,11 +8,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from soma import paths
-from soma.firmware_build import compile_tree
+from . import paths
+from .firmware_build import compile_tree
 
-TESTS = Path(__file__).resolve().parent
-MP_HELPERS = TESTS / "mp"
+MP_HELPERS = paths.REPO / "tests" / "mp"
 _compiled = {}
 
 

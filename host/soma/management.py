@@ -1,0 +1,76 @@
+"""Management protocol client: requests and responses, telemetry and events, over any byte
+transport (a serial port, a virtual bed's console).
+
+The transport gives `read(timeout) -> bytes` (what arrived, possibly nothing) and
+`write(bytes)`. Frames are decoded with the host codec; a response is matched to its
+request by sequence number, an error frame becomes DeviceError, and telemetry and event
+frames are kept for whoever asks.
+"""
+
+import time
+from collections import deque
+
+from soma_protocol import codec, framing, schema
+
+KINDS = {str(name): int(value) for name, value in schema.FrameKind.encmapping.items()}
+MESSAGES = {str(name): int(value) for name, value in schema.MessageId.encmapping.items()}
+ERROR_CODES = {int(value): str(name) for name, value in schema.ErrorCode.encmapping.items()}
+
+
+class ManagementTimeout(TimeoutError):
+    """No answer in time."""
+
+
+class DeviceError(RuntimeError):
+    """The unit answered a request with an error frame."""
+
+    def __init__(self, message, code, detail):
+        super().__init__(f"{message}: {ERROR_CODES.get(code, code)} (detail {detail})")
+        self.code = ERROR_CODES.get(code, code)
+        self.detail = detail
+
+
+class ManagementClient:
+    def __init__(self, read, write):
+        self._read = read
+        self._write = write
+        self._decoder = framing.FrameDecoder()
+        self._seq = 0
+        self._answers = {}
+        self.telemetry = deque(maxlen=1000)  # value lists, newest last
+        self.events = deque(maxlen=1000)  # (message name, value list)
+        self.bad_frames = 0
+
+    def request(self, message, values=(), timeout=2.0):
+        """Send one request; return the response's payload values."""
+        self._seq = (self._seq + 1) & 0xFFFF or 1
+        seq = self._seq
+        msg = MESSAGES[message]
+        payload = codec.encode(codec.payload_name(KINDS["request"], msg), list(values))
+        self._write(framing.encode(codec.encode("frame", [KINDS["request"], seq, msg, payload])))
+        deadline = time.monotonic() + timeout
+        while seq not in self._answers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ManagementTimeout(f"no answer to {message} within {timeout} s")
+            self.poll(min(left, 0.05))
+        kind, values = self._answers.pop(seq)
+        if kind == KINDS["error"]:
+            raise DeviceError(message, values[0], values[1])
+        return values
+
+    def poll(self, timeout=0.0):
+        """Take in whatever the unit sent (waiting up to `timeout` for the first bytes)."""
+        for body in self._decoder.feed(self._read(timeout)):
+            try:
+                kind, seq, msg, payload = codec.decode("frame", body)
+                values = codec.decode(codec.payload_name(kind, msg), payload)
+            except codec.ProtocolError:
+                self.bad_frames += 1
+                continue
+            if kind in (KINDS["response"], KINDS["error"]):
+                self._answers[seq] = (kind, values)
+            elif kind == KINDS["telemetry"]:
+                self.telemetry.append(values)
+            else:
+                self.events.append((str(schema.MessageId.decmapping.get(msg, msg)), values))
