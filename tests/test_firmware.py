@@ -175,3 +175,22 @@ def test_sample_path_allocates_nothing(tmp_path):
     report = scenario("sample_path_allocation(2000)", tmp_path)
     assert report["allocated"] == 0
     assert 29_000 < report["temp"] < 31_000
+
+
+def test_beacon_slot_about_once_a_second_with_per_bed_jitter(tmp_path):
+    from soma_protocol import auth
+
+    intervals = {}
+    for bed_id in (3, 4):
+        flash = tmp_path / str(bed_id)
+        flash.mkdir()
+        sent = scenario(f"beacons({bed_id}, 60)", flash)["sent"]
+        verifier = auth.BeaconVerifier(bytes(range(32)), 7)
+        verdicts = [verifier.check(bytes.fromhex(data))[0] for _, data in sent]
+        assert verdicts == ["accepted"] * len(sent)  # signed with the provisioned key, fresh seq each
+        times = [at for at, _ in sent]
+        intervals[bed_id] = [round(b - a, 2) for a, b in zip(times, times[1:], strict=False)]
+        assert 55 <= len(sent) <= 65
+        assert all(0.79 <= gap <= 1.21 for gap in intervals[bed_id])
+        assert len(set(intervals[bed_id])) > 5  # jittered, not a fixed period
+    assert intervals[3] != intervals[4]  # beds do not fall into lockstep

@@ -66,3 +66,19 @@ def test_open_thermistor_turns_its_zone_off_and_is_reported(bed):
     assert bed.outputs[0] == 0 and bed.outputs[1] > 0
     codes = [values[0] for name, values in bed.client.events if name == "fault_event" and values[1] == 1]
     assert int(schema.FaultCode.encmapping["sensor_left"]) in codes
+
+
+def test_hand_back_to_the_repl_turns_everything_off_and_holds_the_watchdog(tmp_path):
+    with FirmwareProcess(tmp_path / "flash", heap="96K") as process:
+        feed(process, 1.0, PAD_30C)
+        process.client.request("set_targets", [33_000, 33_000])
+        feed(process, 0.5, PAD_30C)
+        assert process.outputs[0] > 0
+        assert process.client.request("repl_handback") == []
+        deadline = time.monotonic() + 3
+        while process.running() and time.monotonic() < deadline:
+            process.serve_world(0.05)
+        process.serve_world(0.1)
+        assert not process.running()  # run without `-i` here: the application has ended
+        assert process.outputs == [0, 0, 0, 0, 0]
+        assert process.watchdog["held"] == 1

@@ -419,3 +419,13 @@ def _allocation_of(work, times):
     allocated = gc.mem_alloc() - before
     gc.enable()
     return allocated
+
+
+def beacons(bed_id, seconds=60):
+    """A provisioned bed's beacons over `seconds`: (send time, hex) each."""
+    from binascii import hexlify
+
+    board, plant, bed = _make(start_c=30.0)
+    h.request(board, 1, _MESSAGE_ID_PROVISION_KEY, [7, bed_id, bytes(range(32))])
+    h.run(board, plant, bed, seconds)
+    h.report(sent=[(at / 1e6, hexlify(data).decode()) for at, data in board.radio.sent])

@@ -23,13 +23,17 @@ def ntc_code(temp_c, r25=10000.0, beta=3950.0):
     return min(65535, max(0, int(65535 * resistance / (resistance + NTC_PULLUP_OHM) + 0.5)))
 
 
+def _nothing(now_us):
+    pass
+
+
 class VirtualClock:
     """Microsecond ticks that move only when the firmware sleeps; `on_sleep(now_us)` runs each time."""
 
     def __init__(self, start_us=_PERIOD - 5_000_000):  # wraps 5 s in: wrap handling is always exercised
         self.now_us = 0  # unwrapped virtual time since the start
         self._start = start_us
-        self.on_sleep = None
+        self.on_sleep = _nothing
 
     def ticks_us(self):
         return (self._start + self.now_us) % _PERIOD
@@ -42,8 +46,7 @@ class VirtualClock:
 
     def sleep_us(self, us):
         self.now_us += us
-        if self.on_sleep is not None:
-            self.on_sleep(self.now_us)
+        self.on_sleep(self.now_us)
 
     def spend_us(self, us):
         """Virtual time a tick body takes (the clock does not move on its own)."""
@@ -54,7 +57,7 @@ class RealClock:
     """time.ticks_us, for benchmarks; `on_sleep` runs before each sleep."""
 
     def __init__(self):
-        self.on_sleep = None
+        self.on_sleep = _nothing
 
     def ticks_us(self):
         return time.ticks_us()
@@ -66,8 +69,7 @@ class RealClock:
         return time.ticks_diff(end, start)
 
     def sleep_us(self, us):
-        if self.on_sleep is not None:
-            self.on_sleep(time.ticks_us())
+        self.on_sleep(time.ticks_us())
         time.sleep_us(us)
 
 
@@ -114,12 +116,13 @@ class Watchdog:
 
 
 class Radio:
-    def __init__(self):
-        self.sent = []
+    def __init__(self, clock):
+        self._clock = clock
+        self.sent = []  # (virtual us, bytes)
         self.inbox = []
 
     def send(self, buf, length):
-        self.sent.append(bytes(buf[:length]))
+        self.sent.append((getattr(self._clock, "now_us", 0), bytes(buf[:length])))
 
     def recv_into(self, buf):
         if not self.inbox:
@@ -170,7 +173,7 @@ class ScriptedBoard:
         self.adc = Adc()
         self.outputs = Outputs()
         self.watchdog = Watchdog(self.clock)
-        self.radio = Radio()
+        self.radio = Radio(self.clock)
         self.console = Console()
         self.storage = FlashStorage(root)
         self.system = System()
