@@ -42,30 +42,6 @@ def write_frame(body, length, chunk, write):
     write(chunk, n + 1)
 
 
-def encoded_size_max(body_len):
-    """Worst-case encoded size of a body: every byte escaped, plus two flags."""
-    return 2 * body_len + 2
-
-
-def encode_into(body, length, out):
-    """Escape body[:length] into `out` between two flags; return the encoded length."""
-    if len(out) < 2 * length + 2:
-        raise ValueError("frame output buffer too small")
-    out[0] = _FRAME_FLAG
-    n = 1
-    for i in range(length):
-        byte = body[i]
-        if byte < _FRAME_CONTROL_LIMIT or byte == _FRAME_FLAG or byte == _FRAME_ESCAPE:
-            out[n] = _FRAME_ESCAPE
-            out[n + 1] = byte ^ _FRAME_ESCAPE_XOR
-            n += 2
-        else:
-            out[n] = byte
-            n += 1
-    out[n] = _FRAME_FLAG
-    return n + 1
-
-
 class FrameReader:
     """Reassembles frame bodies from line bytes; drops noise and resynchronises on FLAG."""
 

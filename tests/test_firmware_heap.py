@@ -21,8 +21,9 @@ beacon_auth.pack_signed_beacon(mac, buf, values)
 verifier = beacon_auth.BeaconVerifier(bytes(32), 7)
 assert verifier.check(buf, len(buf))[0] == beacon_auth.ACCEPTED
 assert verifier.check(buf, len(buf))[0] == beacon_auth.REPLAYED
-out = bytearray(frame_link.encoded_size_max(len(buf)))
-n = frame_link.encode_into(buf, len(buf), out)
+out = bytearray()
+frame_link.write_frame(buf, len(buf), bytearray(16), lambda chunk, count: out.extend(chunk[:count]))
+n = len(out)
 reader = frame_link.FrameReader()
 lengths = [reader.push(b) for b in out[:n]]
 assert lengths[-1] == len(buf) and reader.body[: len(buf)] == buf

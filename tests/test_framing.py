@@ -20,9 +20,9 @@ def test_encoded_frames_carry_no_control_bytes(body):
         assert framing.FrameDecoder(len(body)).feed(line) == [body]
 
 
-@given(st.binary(min_size=1, max_size=200))
-def test_firmware_encoder_matches_host(firmware, body):
-    assert firmware.call("encode_frame", hex=body.hex()) == framing.encode(body).hex()
+@given(st.binary(min_size=1, max_size=200), st.integers(3, 80))
+def test_firmware_encoder_matches_host_through_any_chunk_size(firmware, body, chunk):
+    assert firmware.call("encode_frame", hex=body.hex(), chunk=chunk) == framing.encode(body).hex()
 
 
 LINE_BYTES = st.one_of(

@@ -354,8 +354,6 @@ REQUESTS = [
 def console():
     """Every request answered in order with its sequence number; malformed frames get error
     frames; control keeps running throughout."""
-    from frame_link import encode_into, encoded_size_max
-
     board, plant, bed = _make(start_c=30.0)
     bed.targets_mc[0] = bed.targets_mc[1] = 31 * MS
     h.run(board, plant, bed, 5)
@@ -372,8 +370,7 @@ def console():
         length = wire.pack(_FRAME, body, 0, [kind, 200 + len(garbage), msg, payload])
         if not garbage:
             body[length - 1] ^= 0xFF  # the CRC
-        line = bytearray(encoded_size_max(length))
-        board.console.incoming.extend(line[: encode_into(body, length, line)])
+        h.queue_line(board, body, length)
         garbage.append(msg)
     board.console.incoming.extend(b"\x7e\x00noise\x7e")
     drive_before = board.outputs.levels[0]

@@ -78,8 +78,9 @@ def op_frames(req):
 
 def op_encode_frame(req):
     body = unhexlify(req["hex"])
-    out = bytearray(frame_link.encoded_size_max(len(body)))
-    return hexlify(out[: frame_link.encode_into(body, len(body), out)]).decode()
+    line = bytearray()
+    frame_link.write_frame(body, len(body), bytearray(req.get("chunk", 64)), lambda chunk, n: line.extend(chunk[:n]))
+    return hexlify(line).decode()
 
 
 def op_hmac(req):
