@@ -9,8 +9,9 @@ Tick phases (10 ticks = one 10 Hz reading):
 """
 
 import gc
+import hashlib
 import sys
-from binascii import hexlify
+from binascii import hexlify, unhexlify
 
 from micropython import const
 
@@ -66,6 +67,7 @@ _MESSAGE_ID_SET_TARGETS = const(16)
 _MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 _OCCUPANCY_UNKNOWN = const(0)
 _RECORD_KIND_CALIBRATION = const(1)
+_RECORD_KIND_COMFORT = const(3)
 _RECORD_KIND_CONFIG = const(2)
 _RECORD_KIND_KEY = const(4)
 _WAKE_READINESS_UNKNOWN = const(0)
@@ -109,6 +111,9 @@ class Bed:
         self._load_calibration()
         gc.collect()  # the curve tables' float garbage, before the big buffers below
         self._load_key()
+        # The sleeper's comfort profile: programs set targets relative to it (a missing one is
+        # normal for a new unit, a corrupt one is flagged); None until one is stored.
+        _, self.comfort = self._load(_RECORD_KIND_COMFORT, 0, _COMFORT_CORRUPT)
         self.boot_epoch = self._next_boot_epoch()
         self.sensors = Sensors(
             board.adc, self.thermistors, self.config["adc_open_above"], self.config["adc_short_below"]
@@ -123,7 +128,7 @@ class Bed:
         self.link = ManagementLink(board.console, self._handlers())
         self._booted = False
         self._staged_calibration = None
-        self._telemetry_ticks = 0
+        self._telemetry_every = 0  # readings (100 ms) between telemetry frames; 0: off
         self._supervised_at = 0
         self._beacon_seq = 0
         self._next_beacon = _BEACON_TICKS
@@ -202,8 +207,8 @@ class Bed:
         phase = count % 10
         if phase == _CONTROL_PHASE:
             self._control(count)
-        elif phase == _TELEMETRY_PHASE and self._telemetry_ticks:
-            if count % self._telemetry_ticks == _TELEMETRY_PHASE % self._telemetry_ticks:
+        elif phase == _TELEMETRY_PHASE and self._telemetry_every:
+            if (count // 10) % self._telemetry_every == 0:
                 self.link.telemetry(self.telemetry_values())
         self.link.poll()
         if count >= self._next_beacon:
@@ -456,8 +461,6 @@ class Bed:
         return [cleared, remaining]
 
     def _provision_key(self, request):
-        import hashlib
-
         sanctuary_id, bed_id, key = request
         self.store.save(_RECORD_KIND_KEY, request)
         self.record_flags &= ~(_KEY_MISSING | _KEY_CORRUPT)
@@ -469,7 +472,7 @@ class Bed:
 
     def _telemetry_control(self, request):
         period_ms = request[0]
-        self._telemetry_ticks = 0 if period_ms == 0 else max(10, (period_ms + 9) // 10 // 10 * 10)
+        self._telemetry_every = (period_ms + 99) // 100  # whole readings, at least one
         return []
 
     def _reboot(self, request):
@@ -552,8 +555,6 @@ def _firmware_hash(storage):
     """The installed firmware's hash, from the manifest the flasher writes (zeros if none)."""
     text = storage.read(".fwhash")
     try:
-        from binascii import unhexlify
-
         value = unhexlify(text.strip()) if text else b""
     except ValueError:
         value = b""

@@ -194,3 +194,13 @@ def test_beacon_slot_about_once_a_second_with_per_bed_jitter(tmp_path):
         assert all(0.79 <= gap <= 1.21 for gap in intervals[bed_id])
         assert len(set(intervals[bed_id])) > 5  # jittered, not a fixed period
     assert intervals[3] != intervals[4]  # beds do not fall into lockstep
+
+
+def test_corrupt_records_mean_safe_defaults_and_a_flag(tmp_path):
+    report = scenario("corrupt_records()", tmp_path)
+    flags = {str(k): int(v) for k, v in schema.InfoResponse.subcons[7].subcon.flags.items()}
+    expected = flags["calibration_corrupt"] | flags["config_corrupt"] | flags["comfort_corrupt"] | flags["key_corrupt"]
+    assert report["record_flags"] == expected
+    assert report["calibration_state"] == int(schema.CalibrationState.encmapping["corrupt"])
+    assert report["armed"] is True  # nominal curves and default limits: still a working, safe bed
+    assert report["comfort"] is None

@@ -426,3 +426,16 @@ def beacons(bed_id, seconds=60):
     h.request(board, 1, _MESSAGE_ID_PROVISION_KEY, [7, bed_id, bytes(range(32))])
     h.run(board, plant, bed, seconds)
     h.report(sent=[(at / 1e6, hexlify(data).decode()) for at, data in board.radio.sent])
+
+
+def corrupt_records():
+    """Every record file present but damaged: the bed boots on safe defaults and says so."""
+    for name in ("cal.a", "cal.b", "cfg", "comfort", "key.a", "key.b"):
+        with open(name, "wb") as f:
+            f.write(b"SOMR\x01garbage")
+    board, plant, bed = _make(start_c=30.0)
+    h.run(board, plant, bed, 2)
+    h.request(board, 1, _MESSAGE_ID_INFO, [])
+    h.run(board, plant, bed, 0.1)
+    info = [v for k, s, m, v in h.replies(board) if s == 1 and m == _MESSAGE_ID_INFO][0]
+    h.report(record_flags=info[7], calibration_state=info[6], armed=bed.supervisor.armed, comfort=bed.comfort)
