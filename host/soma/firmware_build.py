@@ -16,16 +16,16 @@ def mpy_cross():
     return binary
 
 
-def compile_tree(out_dir, source=None):
+def compile_tree(out_dir, source=None, only=None):
     """Compile every module of `source` (the firmware tree by default) into out_dir as .mpy;
     return their paths. main.py and boot.py are left out: MicroPython runs those as source,
-    and whoever deploys copies them."""
+    and whoever deploys copies them. `only` limits it to those file names."""
     source = Path(source or paths.firmware_dir())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []
     for module in sorted(source.glob("*.py")):
-        if module.name in ("main.py", "boot.py"):
+        if module.name in ("main.py", "boot.py") or (only is not None and module.name not in only):
             continue
         target = out_dir / (module.stem + ".mpy")
         result = subprocess.run(

@@ -12,6 +12,7 @@ from . import paths
 from .firmware_build import compile_tree
 
 MP_HELPERS = paths.REPO / "tests" / "mp"
+SHARED_MODELS = paths.REPO / "host" / "soma" / "sim"  # pad_model.py runs under MicroPython too
 _compiled = {}
 
 
@@ -25,6 +26,7 @@ def compiled_tree():
         out = Path(tempfile.mkdtemp(prefix="soma-mpy-"))
         compile_tree(out)
         compile_tree(out, MP_HELPERS)
+        compile_tree(out, SHARED_MODELS, only=("pad_model.py",))
         _compiled["dir"] = out
     return _compiled["dir"]
 

@@ -8,19 +8,11 @@ its ADC channels from a thermal model of the pad.
 import time
 from array import array
 
-from board import ADC_CHANNELS, NTC_PULLUP_OHM, OUT_CHANNELS
+from board import ADC_CHANNELS, OUT_CHANNELS
 from storage import FlashStorage
 
 _PERIOD = 1 << 30
 _HALF = 1 << 29
-
-
-def ntc_code(temp_c, r25=10000.0, beta=3950.0):
-    """ADC code of the SB-1 divider for an NTC at temp_c (the unit's own R25 and B)."""
-    import math
-
-    resistance = r25 * math.exp(beta * (1.0 / (temp_c + 273.15) - 1.0 / 298.15))
-    return min(65535, max(0, int(65535 * resistance / (resistance + NTC_PULLUP_OHM) + 0.5)))
 
 
 def _nothing(now_us):

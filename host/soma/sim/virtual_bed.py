@@ -1,0 +1,192 @@
+"""A virtual bed: the MicroPython unix port running a unit's flash directory, behind a
+pseudo-terminal that pyserial and stock mpremote open like a USB serial port.
+
+Two pseudo-terminals make one serial line: the MicroPython process owns pty A (its
+controlling terminal, so Ctrl-C raises KeyboardInterrupt), users open pty B's path, and a
+relay copies bytes between the two masters, paced to the line's baud rate if one is set.
+pty B outlives the process, so resets keep the port, as a USB-UART bridge does.
+
+Like a board: a flash directory with main.py boots it (`micropython -i main.py`, so the
+REPL follows when the application ends or is interrupted); without one the unit is blank
+and sits at the REPL. Ctrl-D at the friendly REPL ends the process, which the supervisor
+restarts as a soft reset (printing "MPY: soft reboot" as boards do); the firmware's own
+reset request (exit status RESET_EXIT_STATUS), the simulator's watchdog and power cycles
+restart it as hard resets. The flash directory is kept across all of them.
+"""
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import termios
+import threading
+import time
+import tty
+
+from .. import paths
+from .firmware_process import RESET_EXIT_STATUS
+
+# Reset causes, as the firmware reports them (schema ResetCause).
+POWER_ON, HARD, WATCHDOG, SOFT = 1, 2, 3, 5
+SOFT_REBOOT_BANNER = b"MPY: soft reboot\r\n"
+
+
+def _raw_terminal(fd, signals):
+    """Raw mode: bytes pass untouched. With `signals`, 0x03 still raises SIGINT."""
+    tty.setraw(fd)
+    if signals:
+        attrs = termios.tcgetattr(fd)
+        attrs[3] |= termios.ISIG
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+class VirtualBed:
+    def __init__(self, flash_dir, serial, world_port, drift_ppb=0, offset_us=0, baud=None, heap="96K"):
+        self.flash_dir = os.fspath(flash_dir)
+        os.makedirs(self.flash_dir, exist_ok=True)
+        self.serial = serial
+        self.world_port = world_port
+        self.drift_ppb = drift_ppb
+        self.offset_us = offset_us
+        self.baud = baud
+        self.heap = heap
+        self.resets = {POWER_ON: 0, HARD: 0, WATCHDOG: 0, SOFT: 0}
+        self._user_master, user_slave = os.openpty()
+        _raw_terminal(user_slave, signals=False)
+        self.port = os.ttyname(user_slave)
+        self._user_slave = user_slave  # held open so the line stays up with no user attached
+        os.set_blocking(self._user_master, False)
+        self._process = None
+        self._bed_master = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._relay = threading.Thread(target=self._relay_loop, name=f"bed-{serial}", daemon=True)
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def start(self):
+        self._boot(POWER_ON)
+        self._relay.start()
+
+    def stop(self):
+        self._stopping.set()
+        self._relay.join(timeout=5)
+        with self._lock:
+            self._kill()
+        for fd in (self._user_master, self._user_slave):
+            os.close(fd)
+
+    @property
+    def pid(self):
+        return self._process.pid if self._process else None
+
+    @property
+    def blank(self):
+        return not os.path.exists(os.path.join(self.flash_dir, "main.py"))
+
+    def _boot(self, cause):
+        """Start the process on a fresh pty A (call with the lock held, or before the relay)."""
+        master, slave = os.openpty()
+        _raw_terminal(slave, signals=True)
+        env = dict(
+            os.environ,
+            MICROPYPATH=self.flash_dir,
+            SOMA_SIM_WORLD_PORT=str(self.world_port),
+            SOMA_SIM_SERIAL=self.serial,
+            SOMA_SIM_DRIFT_PPB=str(self.drift_ppb),
+            SOMA_SIM_OFFSET_US=str(self.offset_us),
+            SOMA_SIM_RESET_CAUSE=str(cause),
+        )
+        command = [paths.micropython(), "-X", f"heapsize={self.heap}"]
+        if not self.blank:
+            command += ["-i", "main.py"]
+        self._process = subprocess.Popen(
+            command,
+            cwd=self.flash_dir,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            preexec_fn=_controlling_terminal,
+            close_fds=True,
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        self._bed_master = master
+        self.resets[cause] += 1
+
+    def _kill(self):
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._bed_master is not None:
+            os.close(self._bed_master)
+            self._bed_master = None
+
+    def reset(self, cause=HARD):
+        """Hard reset or power cycle: the process ends wherever it is and boots again."""
+        with self._lock:
+            self._kill()
+            self._boot(cause)
+
+    def freeze(self):
+        """Stall the whole unit (a hung loop): only the watchdog can bring it back."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    # ---- the serial line ---------------------------------------------------------
+
+    def _relay_loop(self):
+        rate = self.baud / 10 if self.baud else None  # 8N1: ten bits a byte
+        while not self._stopping.is_set():
+            with self._lock:
+                bed = self._bed_master
+                process = self._process
+            if process is not None and process.poll() is not None:
+                self._restart_after_exit(process.returncode)
+                continue
+            ready, _, _ = select.select([fd for fd in (bed, self._user_master) if fd is not None], [], [], 0.05)
+            for source in ready:
+                destination = self._user_master if source == bed else bed
+                data = _read(source)
+                if data and destination is not None:
+                    self._send(destination, data, rate)
+
+    def _send(self, fd, data, rate):
+        for start in range(0, len(data), 64):
+            chunk = data[start : start + 64]
+            try:
+                os.write(fd, chunk)
+            except OSError as exc:  # a full line with nobody reading drops bytes, as a UART does
+                if exc.errno not in (errno.EAGAIN, errno.EIO):
+                    raise
+            if rate:
+                time.sleep(len(chunk) / rate)
+
+    def _restart_after_exit(self, status):
+        with self._lock:
+            self._kill()
+            if status == RESET_EXIT_STATUS:
+                cause = HARD
+            else:
+                cause = SOFT  # Ctrl-D at the REPL ends the unix port: a board soft-resets
+                self._send(self._user_master, SOFT_REBOOT_BANNER, None)
+            self._boot(cause)
+
+
+def _read(fd):
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+    except OSError as exc:  # EIO: the other side of the pty is gone (a process restarting)
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _controlling_terminal():
+    """In the child: a session of its own with pty A as controlling terminal (for Ctrl-C)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
