@@ -9,7 +9,8 @@ listens and what this unit is like:
   SOMA_SIM_DRIFT_PPB    clock rate error, SOMA_SIM_OFFSET_US  clock offset at start
 Sensor codes arrive as sim_sensors datagrams, outputs and the watchdog leave as
 sim_actuators, beacons travel as sim_radio (schema: "Simulator link"). A reset is the
-process exiting with RESET_EXIT_STATUS; the simulator starts it again.
+request in the actuators datagram: the simulator kills the process and starts it again,
+as a reset pin would (`sys.exit` cannot end a `micropython -i` process).
 """
 
 import os
@@ -36,7 +37,6 @@ _SIM_SENSORS = const(3)
 _SIM_SENSORS_IX_ADC_0 = const(1)
 # end of wire constants
 
-RESET_EXIT_STATUS = const(75)
 _TICKS_PERIOD = const(1 << 30)  # as on the ESP32, so wrap handling is exercised
 _TICKS_HALF = const(1 << 29)
 _HEARTBEAT_US = const(100_000)  # actuators are re-sent at least this often
@@ -70,6 +70,7 @@ class WorldLink:
         self.watchdog_timeout_ms = 0
         self.watchdog_feeds = 0
         self.watchdog_held = 0
+        self.reset_requested = 0
         self._tx = bytearray(_DATAGRAM_MAX)
         self._seq = 0
         self._sent_at = time.ticks_us()
@@ -181,6 +182,7 @@ class WorldLink:
         values = [self._seq] + self.outputs
         values += [self.watchdog_timeout_ms, self.watchdog_feeds & 0xFFFFFFFF, self.watchdog_held]
         values.append(self.ticks_us())
+        values.append(self.reset_requested)
         self._send(_SIM_ACTUATORS, values)
         self.dirty = False
         self._sent_at = now
@@ -226,8 +228,11 @@ class System:
         return self._cause
 
     def reset(self):
-        self._link.send_actuators(force=True)
-        sys.exit(RESET_EXIT_STATUS)
+        link = self._link
+        link.reset_requested = 1
+        while True:  # until the simulator pulls the reset line
+            link.send_actuators(force=True)
+            time.sleep_ms(100)
 
     def unique_id(self):
         from binascii import unhexlify

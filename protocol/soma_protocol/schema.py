@@ -543,6 +543,7 @@ SimActuators = Struct(
     "watchdog_feeds" / Int32ul,
     "watchdog_held" / Int8ul,  # the REPL has the console: the simulator keeps the watchdog fed
     "local_ticks_us" / Int32ul,
+    "reset_requested" / Int8ul,  # the firmware asks for a hard reset (the simulator restarts it)
 )
 
 # Either way: one radio frame (a beacon) to or from the simulated medium.

@@ -20,8 +20,6 @@ from .. import paths
 from ..firmware_build import compile_tree
 from ..management import ManagementClient
 
-RESET_EXIT_STATUS = 75  # hal_sim.RESET_EXIT_STATUS: the firmware asked for a reset
-
 
 class FirmwareProcess:
     def __init__(self, flash_dir, heap="96K", serial="5c0a00000001", drift_ppb=0, offset_us=0):
@@ -33,6 +31,7 @@ class FirmwareProcess:
         self.outputs = [0] * 5
         self.watchdog = {"timeout_ms": 0, "feeds": 0, "held": 0}
         self.local_ticks_us = 0
+        self.reset_requested = 0
         self.radio_out = []
         self._sensor_seq = 0
         self._bed_address = None
@@ -93,6 +92,7 @@ class FirmwareProcess:
                 self.outputs = values[1:6]
                 self.watchdog = dict(zip(("timeout_ms", "feeds", "held"), values[6:9], strict=True))
                 self.local_ticks_us = values[9]
+                self.reset_requested = values[10]
             elif data[:1] == bytes([codec.schema.SIM_KIND_RADIO]):
                 self.radio_out.append(codec.decode("sim_radio", data)[0])
 

@@ -10,8 +10,8 @@ Like a board: a flash directory with main.py boots it (`micropython -i main.py`,
 REPL follows when the application ends or is interrupted); without one the unit is blank
 and sits at the REPL. Ctrl-D at the friendly REPL ends the process, which the supervisor
 restarts as a soft reset (printing "MPY: soft reboot" as boards do); the firmware's own
-reset request (exit status RESET_EXIT_STATUS), the simulator's watchdog and power cycles
-restart it as hard resets. The flash directory is kept across all of them.
+reset request, the simulator's watchdog and power cycles restart it as hard resets
+(`reset()`). The flash directory is kept across all of them.
 """
 
 import errno
@@ -26,7 +26,6 @@ import time
 import tty
 
 from .. import paths
-from .firmware_process import RESET_EXIT_STATUS
 
 # Reset causes, as the firmware reports them (schema ResetCause).
 POWER_ON, HARD, WATCHDOG, SOFT = 1, 2, 3, 5
@@ -167,12 +166,11 @@ class VirtualBed:
     def _restart_after_exit(self, status):
         with self._lock:
             self._kill()
-            if status == RESET_EXIT_STATUS:
-                cause = HARD
-            else:
-                cause = SOFT  # Ctrl-D at the REPL ends the unix port: a board soft-resets
+            if status == 0:  # Ctrl-D at the REPL ends the unix port: a board soft-resets
                 self._send(self._user_master, SOFT_REBOOT_BANNER, None)
-            self._boot(cause)
+                self._boot(SOFT)
+            else:  # the interpreter itself died: as a board, it comes back from reset
+                self._boot(HARD)
 
 
 def _read(fd):

@@ -1,0 +1,53 @@
+"""One serial line to a unit (a USB serial port, or a virtual bed's pseudo-terminal).
+
+The management protocol and the REPL share the line; this class owns the port and hands
+out the byte-level read/write that both speak over.
+"""
+
+import serial
+
+from .errors import SomaError
+from .management import ManagementClient
+
+
+class SerialLink:
+    def __init__(self, port, baud=115200):
+        try:
+            self._serial = serial.Serial(port, baud, timeout=0, exclusive=True)
+        except serial.SerialException as exc:
+            raise SomaError(f"cannot open {port}: {_reason(exc)}") from None
+        self.port = port
+
+    def read(self, timeout):
+        """Bytes waiting on the line, waiting up to `timeout` seconds for the first."""
+        self._serial.timeout = timeout
+        first = self._serial.read(1)
+        if not first:
+            return b""
+        self._serial.timeout = 0
+        return first + self._serial.read(self._serial.in_waiting or 0)
+
+    def write(self, data):
+        self._serial.write(data)
+        self._serial.flush()
+
+    def management(self):
+        return ManagementClient(self.read, self.write)
+
+    def close(self):
+        self._serial.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _reason(exc):
+    text = str(exc)
+    if "No such file" in text or "could not open port" in text and "2]" in text:
+        return "no such port"
+    if "busy" in text.lower() or "lock" in text.lower():
+        return "port busy"
+    return text.splitlines()[0] if text else type(exc).__name__

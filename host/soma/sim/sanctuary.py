@@ -1,0 +1,104 @@
+"""A simulated sanctuary: N virtual beds (blank or flashed), each with its unit's
+tolerances from one seed, served by one world. The Python API behind `soma sim`.
+
+    with Sanctuary(beds=2, root=tmp, flashed=True) as sanctuary:
+        sanctuary.beds[0].port      # open it with pyserial or mpremote
+"""
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .. import paths
+from ..firmware_build import compile_tree
+from .virtual_bed import VirtualBed
+from .world import BedWorld, Unit, World
+
+
+def install_firmware(flash_dir):
+    """What a first flash leaves in a unit's flash directory (as `soma flash` will)."""
+    flash_dir = Path(flash_dir)
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    compile_tree(flash_dir)
+    shutil.copyfile(paths.firmware_dir() / "main.py", flash_dir / "main.py")
+
+
+class SimBed:
+    """One bed of the sanctuary: its unit, its line (VirtualBed) and its world (BedWorld)."""
+
+    def __init__(self, unit, flash_dir, baud, time_scale, heap):
+        self.unit = unit
+        self.world = BedWorld(unit, time_scale=time_scale)
+        self.line = VirtualBed(
+            flash_dir,
+            unit.serial,
+            self.world.port,
+            drift_ppb=unit.drift_ppb,
+            offset_us=unit.offset_us,
+            baud=baud,
+            heap=heap,
+        )
+
+    @property
+    def port(self):
+        return self.line.port
+
+    def describe(self):
+        return {
+            "port": self.line.port,
+            "serial": self.unit.serial,
+            "flash_dir": self.line.flash_dir,
+            "blank": self.line.blank,
+            "drift_ppb": self.unit.drift_ppb,
+        }
+
+
+class Sanctuary:
+    def __init__(self, beds=1, seed=1, root=None, flashed=False, baud=None, time_scale=1.0, heap="96K"):
+        if beds < 1:
+            raise ValueError("a sanctuary needs at least one bed")
+        self._scratch = None if root else tempfile.TemporaryDirectory(prefix="soma-sim-")
+        self.root = Path(root or self._scratch.name)
+        self.seed = seed
+        self.world = World()
+        self.beds = []
+        for index in range(beds):
+            flash_dir = self.root / f"bed{index + 1}"
+            if flashed and not (flash_dir / "main.py").exists():
+                install_firmware(flash_dir)
+            unit = Unit.from_seed(seed, index)
+            self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap))
+
+    def start(self):
+        for bed in self.beds:
+            self.world.add(bed.world, bed.line)
+            bed.line.start()
+        self.world.start()
+        return self
+
+    def stop(self):
+        self.world.stop()
+        for bed in self.beds:
+            bed.line.stop()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def describe(self):
+        return {"seed": self.seed, "root": str(self.root), "beds": [bed.describe() for bed in self.beds]}
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def wait_for(condition, timeout, interval=0.02):
+    """Poll `condition` until it is true or `timeout` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,161 @@
+"""The world the virtual beds live in: each bed's pads and sensors (pad_model), its unit's
+tolerances, its watchdog, served over the sim board's UDP link at 100 Hz.
+
+Time can be compressed: the pads' physics advance `time_scale` times faster than the
+wall clock (the firmware itself always runs in real time).
+"""
+
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from soma_protocol import codec, schema
+
+from .pad_model import PadModel
+from .virtual_bed import HARD, WATCHDOG
+
+PERIOD_S = 0.01
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What makes one unit itself: serial number, clock error, sensor tolerances."""
+
+    serial: str
+    drift_ppb: int
+    offset_us: int
+    r25: tuple = field(default=(10000.0,) * 3)
+    beta: tuple = field(default=(3950.0,) * 3)
+    adc_gain: float = 1.0
+    adc_offset: float = 0.0
+
+    @classmethod
+    def from_seed(cls, seed, index):
+        """Reproducible unit `index` of a sanctuary built from `seed`: R25 +-5 %, B +-2 %,
+        ADC gain +-0.5 % and offset +-40 codes, clock +-50 ppm and any offset."""
+        rng = random.Random(f"{seed}/{index}")
+        return cls(
+            serial=f"5c0a{rng.getrandbits(32):08x}",
+            drift_ppb=rng.randint(-50_000, 50_000),
+            offset_us=rng.randrange(1 << 30),
+            r25=tuple(10000.0 * rng.uniform(0.95, 1.05) for _ in range(3)),
+            beta=tuple(3950.0 * rng.uniform(0.98, 1.02) for _ in range(3)),
+            adc_gain=rng.uniform(0.995, 1.005),
+            adc_offset=rng.uniform(-40, 40),
+        )
+
+
+class BedWorld:
+    """The world's end of one bed's link."""
+
+    def __init__(self, unit, room_c=22.0, time_scale=1.0):
+        self.unit = unit
+        self.time_scale = time_scale
+        self.model = PadModel(room_c=room_c, r25=unit.r25, beta=unit.beta)
+        self.model.adc_gain = unit.adc_gain
+        self.model.adc_offset = unit.adc_offset
+        self.outputs = [0] * schema.OUTPUT_CHANNELS
+        self.watchdog_timeout_ms = 0
+        self.watchdog_held = 0
+        self.reset_requested = False
+        self.radio_out = []
+        self._feeds = None
+        self._fed_at = time.monotonic()
+        self._sensor_seq = 0
+        self._bed_address = None
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+        self.port = self.socket.getsockname()[1]
+
+    def serve(self, now, seconds):
+        """Take the bed's datagrams, advance the pads by `seconds` of wall time, send sensors."""
+        while True:
+            try:
+                data, self._bed_address = self.socket.recvfrom(512)
+            except BlockingIOError:
+                break
+            self._take(data, now)
+        self.model.step(seconds * self.time_scale, self.outputs)
+        if self._bed_address is not None:
+            self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
+            payload = codec.encode("sim_sensors", [self._sensor_seq, *self.model.codes])
+            try:
+                self.socket.sendto(payload, self._bed_address)
+            except OSError:
+                pass  # the bed is restarting
+
+    def _take(self, data, now):
+        try:
+            if data[:1] == bytes([schema.SIM_KIND_ACTUATORS]):
+                values = codec.decode("sim_actuators", data)
+                self.outputs = values[1:6]
+                timeout_ms, feeds, held = values[6:9]
+                if feeds != self._feeds or timeout_ms != self.watchdog_timeout_ms:
+                    self._fed_at = now
+                self._feeds, self.watchdog_timeout_ms, self.watchdog_held = feeds, timeout_ms, held
+                self.reset_requested = bool(values[10])
+            elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
+                self.radio_out.append(codec.decode("sim_radio", data)[0])
+        except codec.ProtocolError:
+            pass  # not a sim datagram: ignored, as a board ignores noise on its pins
+
+    def watchdog_expired(self, now):
+        return (
+            self.watchdog_timeout_ms > 0
+            and not self.watchdog_held
+            and now - self._fed_at > self.watchdog_timeout_ms / 1000
+        )
+
+    def rebooted(self, now):
+        """The bed restarted: its watchdog is disarmed until the firmware arms it again."""
+        self.watchdog_timeout_ms = 0
+        self.watchdog_held = 0
+        self.reset_requested = False
+        self._feeds = None
+        self._fed_at = now
+        self.outputs = [0] * schema.OUTPUT_CHANNELS
+        self._bed_address = None
+
+    def close(self):
+        self.socket.close()
+
+
+class World:
+    """Serves every bed's link from one thread at 100 Hz and enforces their watchdogs."""
+
+    def __init__(self):
+        self.beds = []  # (BedWorld, VirtualBed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="world", daemon=True)
+        self._lock = threading.Lock()
+
+    def add(self, bed_world, virtual_bed):
+        with self._lock:
+            self.beds.append((bed_world, virtual_bed))
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for bed_world, _ in self.beds:
+            bed_world.close()
+
+    def _run(self):
+        last = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                beds = list(self.beds)
+            for bed_world, virtual_bed in beds:
+                bed_world.serve(now, now - last)
+                cause = WATCHDOG if bed_world.watchdog_expired(now) else HARD if bed_world.reset_requested else None
+                if cause is not None:
+                    virtual_bed.reset(cause)
+                    bed_world.rebooted(now)
+            last = now
+            self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))

@@ -1,0 +1,146 @@
+"""Virtual beds behave like boards on their serial port: a blank unit's REPL, a flashed
+unit's firmware and management protocol, Ctrl-C into the REPL, soft and hard resets that
+keep the flash, the watchdog resetting a stalled unit, a paced line, and stock mpremote."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from soma.serial_link import SerialLink
+from soma.sim.sanctuary import Sanctuary, wait_for
+from soma.sim.virtual_bed import HARD, SOFT, WATCHDOG
+
+MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
+
+
+def read_until(link, marker, timeout=5.0):
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker not in data and time.monotonic() < deadline:
+        data += link.read(0.05)
+    return data
+
+
+def boot_events(client, timeout=5.0):
+    """Reset causes of the boot events that arrive within `timeout`."""
+    deadline = time.monotonic() + timeout
+    causes = []
+    while time.monotonic() < deadline and not causes:
+        client.poll(0.05)
+        causes = [values[0] for name, values in client.events if name == "boot_event"]
+    return causes
+
+
+@pytest.fixture
+def blank(tmp_path):
+    with Sanctuary(beds=1, root=tmp_path) as sanctuary:
+        yield sanctuary.beds[0]
+
+
+@pytest.fixture
+def flashed(tmp_path):
+    with Sanctuary(beds=1, root=tmp_path, flashed=True) as sanctuary:
+        yield sanctuary.beds[0]
+
+
+def test_blank_unit_sits_at_the_repl(blank):
+    with SerialLink(blank.port) as link:
+        link.write(b"\r\x03")
+        read_until(link, b">>> ")
+        link.write(b"print(6 * 7)\r")
+        assert b"42" in read_until(link, b"42")
+
+
+def test_flashed_unit_boots_and_speaks_the_management_protocol(flashed):
+    with SerialLink(flashed.port) as link:
+        client = link.management()
+        info = client.request("info", timeout=5)
+        assert info[3] == flashed.unit.serial.encode()
+        client.request("set_targets", [34_000, 34_000])
+        assert wait_for(lambda: flashed.world.outputs[0] > 0, 3)
+        start = flashed.world.model.pad_c[0]
+        assert wait_for(lambda: flashed.world.model.pad_c[0] > start + 0.02, 10)  # the plant warms
+
+
+def test_ctrl_c_interrupts_the_application_into_the_repl_with_outputs_off(flashed):
+    with SerialLink(flashed.port) as link:
+        client = link.management()
+        client.request("set_targets", [34_000, 34_000], timeout=5)
+        assert wait_for(lambda: flashed.world.outputs[0] > 0, 3)
+        link.write(b"\x03")
+        assert b">>> " in read_until(link, b">>> ")
+        assert wait_for(lambda: flashed.world.outputs == [0, 0, 0, 0, 0], 2)
+        assert wait_for(lambda: flashed.world.watchdog_held == 1, 2)
+        link.write(b"print(bed.FIRMWARE_VERSION)\r")
+        assert b"0.1.0" in read_until(link, b"0.1.0")
+
+
+def test_soft_reset_at_the_repl_boots_the_firmware_again(flashed):
+    with SerialLink(flashed.port) as link:
+        link.management().request("ping", [1], timeout=5)
+        link.write(b"\x03")
+        read_until(link, b">>> ")
+        link.write(b"\x04")
+        assert b"MPY: soft reboot" in read_until(link, b"soft reboot")
+        assert boot_events(link.management()) == [SOFT]
+        assert (Path(flashed.line.flash_dir) / "main.py").exists()
+
+
+def test_reboot_request_is_a_hard_reset(flashed):
+    with SerialLink(flashed.port) as link:
+        client = link.management()
+        client.request("ping", [1], timeout=5)
+        client.events.clear()  # the power-on boot event
+        pid = flashed.line.pid
+        client.request("reboot", [0], timeout=5)
+        assert boot_events(client) == [HARD]
+        assert flashed.line.pid != pid and flashed.line.resets[HARD] == 1
+
+
+def test_watchdog_resets_a_stalled_unit(flashed):
+    with SerialLink(flashed.port) as link:
+        client = link.management()
+        client.request("ping", [1], timeout=5)
+        client.events.clear()  # the power-on boot event
+        assert wait_for(lambda: flashed.world.watchdog_timeout_ms == 2000, 2)
+        stalled_at = time.monotonic()
+        flashed.line.freeze()
+        assert boot_events(client, timeout=6) == [WATCHDOG]
+        assert 2.0 <= time.monotonic() - stalled_at <= 6
+        assert flashed.line.resets[WATCHDOG] == 1
+
+
+def test_line_is_paced_to_the_baud_rate(tmp_path):
+    with Sanctuary(beds=1, root=tmp_path, baud=115200) as sanctuary, SerialLink(sanctuary.beds[0].port) as link:
+        link.write(b"\r\x03")
+        read_until(link, b">>> ")
+        link.read(0.2)
+        start = time.monotonic()
+        link.write(b"print('x' * 4000)\r")
+        received = read_until(link, b"x" * 4000 + b"\n", timeout=10)
+        elapsed = time.monotonic() - start
+    assert received.count(b"x") >= 4000
+    assert elapsed >= 4000 / 11520 * 0.9  # 115200 baud moves 11520 bytes a second
+
+
+@pytest.mark.parametrize("unit", ["blank", "flashed"])
+def test_stock_mpremote_execs_lists_and_copies(request, unit, tmp_path):
+    bed = request.getfixturevalue(unit)
+    source = tmp_path / "hello.txt"
+    source.write_text("hello from the host\n")
+
+    def mpremote(*args):
+        return subprocess.run(
+            [MPREMOTE, "connect", bed.port, "resume", *args], capture_output=True, text=True, timeout=60
+        )
+
+    result = mpremote("exec", "print(6 * 7)")
+    assert result.returncode == 0, result.stderr
+    assert "42" in result.stdout
+    assert mpremote("fs", "cp", str(source), ":hello.txt").returncode == 0
+    listing = mpremote("fs", "ls")
+    assert "hello.txt" in listing.stdout
+    assert (Path(bed.line.flash_dir) / "hello.txt").read_text() == "hello from the host\n"
