@@ -14,6 +14,7 @@ from .errors import SomaError
 COMMANDS = {
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
+    "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }
 
 

@@ -1,0 +1,120 @@
+"""soma sim: run a simulated sanctuary of virtual beds until Ctrl-C or `soma sim stop`."""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..errors import SomaError
+
+EPILOG = """\b
+Examples:
+  soma sim --beds 4                      four flashed beds; prints their ports as JSON
+  soma sim --beds 1 --blank --baud 115200  a factory-new unit on a paced line
+  soma sim status                        what the running simulator has
+  soma sim fault --bed 2 open 0          open bed 2's left pad thermistor
+  soma sim heal --bed 2 open 0
+  soma sim reset --bed 1 --cause power
+  soma sim stop
+"""
+
+DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"soma-sim-{os.getuid()}.sock"
+
+
+# `soma sim [OPTIONS]` runs the simulator; `soma sim [--control PATH] VERB` talks to a running one.
+@click.group(invoke_without_command=True, epilog=EPILOG)
+@click.option("--beds", default=1, show_default=True, type=click.IntRange(1, 64), help="Virtual beds.")
+@click.option("--blank", is_flag=True, help="Factory-new units: MicroPython only, empty flash.")
+@click.option(
+    "--time-scale", default=1.0, show_default=True, type=click.FloatRange(0.1, 10_000), help="Pad physics speed-up."
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of the units' serials, clocks and tolerances.")
+@click.option("--baud", type=click.IntRange(300, 4_000_000), help="Pace each serial line (default: unpaced).")
+@click.option("--root", type=click.Path(file_okay=False), help="Where the beds' flash directories live (kept).")
+@click.option("--control", "control", default=str(DEFAULT_CONTROL), show_default=True, help="Control socket path.")
+@click.pass_context
+def command(ctx, beds, blank, time_scale, seed, baud, root, control):
+    """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = control
+        return
+    from ..sim.control import ControlServer
+    from ..sim.sanctuary import Sanctuary
+
+    if Path(control).exists():
+        raise SomaError(f"a simulator already runs on {control} (`soma sim stop`), or remove the stale socket")
+    sanctuary = Sanctuary(beds=beds, seed=seed, root=root, flashed=not blank, baud=baud, time_scale=time_scale).start()
+    server = ControlServer(sanctuary, control)
+    signal.signal(signal.SIGTERM, lambda *_: server.stopped.set())
+    try:
+        server.start()
+        click.echo(json.dumps({**sanctuary.describe(), "control": control}, indent=2))
+        sys.stdout.flush()
+        while not server.stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        sanctuary.stop()
+
+
+def _call(ctx, request):
+    from ..sim.control import call
+
+    try:
+        answer = call(ctx.obj, request)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise SomaError(f"no simulator runs on {ctx.obj}") from None
+    except OSError as exc:
+        raise SomaError(f"simulator control socket {ctx.obj}: {exc}") from None
+    if "error" in answer:
+        raise SomaError(answer["error"])
+    click.echo(answer["ok"] if isinstance(answer["ok"], str) else json.dumps(answer["ok"], indent=2))
+
+
+@command.command()
+@click.pass_context
+def stop(ctx):
+    """Stop the running simulator (every bed process, no port left behind)."""
+    _call(ctx, {"op": "stop"})
+
+
+@command.command()
+@click.pass_context
+def status(ctx):
+    """Print the running simulator's beds as JSON."""
+    _call(ctx, {"op": "status"})
+
+
+@command.command()
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.option("--cause", type=click.Choice(["hard", "power"]), default="hard", show_default=True)
+@click.pass_context
+def reset(ctx, bed, cause):
+    """Hard-reset or power-cycle a bed (its flash directory is kept)."""
+    _call(ctx, {"op": "reset", "bed": bed, "cause": cause})
+
+
+@command.command()
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.argument("kind", type=click.Choice(["open", "short", "frozen", "disconnected", "stuck"]))
+@click.argument("index", type=int)
+@click.pass_context
+def fault(ctx, bed, kind, index):
+    """Inject a fault: thermistor open/short/frozen (sensor 0..2) or heater disconnected/stuck (zone 0..1)."""
+    _call(ctx, {"op": "fault", "bed": bed, "kind": kind, "index": index})
+
+
+@command.command()
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.argument("kind", type=click.Choice(["open", "short", "frozen", "disconnected", "stuck"]))
+@click.argument("index", type=int)
+@click.pass_context
+def heal(ctx, bed, kind, index):
+    """Remove an injected fault."""
+    _call(ctx, {"op": "heal", "bed": bed, "kind": kind, "index": index})

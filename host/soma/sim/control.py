@@ -1,0 +1,102 @@
+"""The running simulator's control socket: one JSON request per line, one JSON answer per
+line, on a UNIX socket. `soma sim stop|fault|heal|reset|status` and tests use it.
+
+Requests: {"op": "status"} | {"op": "stop"} | {"op": "reset", "bed": 1, "cause": "hard"}
+| {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}; beds count from 1.
+"""
+
+import json
+import os
+import socket
+import threading
+
+from .pad_model import PadModel
+from .virtual_bed import HARD, POWER_ON
+
+FAULT_KINDS = ("open", "short", "frozen", "disconnected", "stuck")
+RESET_CAUSES = {"hard": HARD, "power": POWER_ON}
+
+
+class ControlError(ValueError):
+    """A control request the simulator cannot carry out."""
+
+
+class ControlServer:
+    def __init__(self, sanctuary, path):
+        self.sanctuary = sanctuary
+        self.path = str(path)
+        self.stopped = threading.Event()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.bind(self.path)
+        self._socket.listen(4)
+        self._socket.settimeout(0.2)
+        self._thread = threading.Thread(target=self._serve, name="sim-control", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def close(self):
+        self.stopped.set()
+        self._thread.join(timeout=2)
+        self._socket.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            with connection, connection.makefile("rw") as stream:
+                for line in stream:
+                    stream.write(json.dumps(self.handle(line)) + "\n")
+                    stream.flush()
+
+    def handle(self, line):
+        try:
+            request = json.loads(line)
+            op = request.get("op")
+            if op == "status":
+                return {"ok": self.sanctuary.describe()}
+            if op == "stop":
+                self.stopped.set()
+                return {"ok": "stopping"}
+            bed = self._bed(request)
+            if op == "reset":
+                cause = request.get("cause", "hard")
+                if cause not in RESET_CAUSES:
+                    raise ControlError(f"cause must be one of {sorted(RESET_CAUSES)}")
+                bed.line.reset(RESET_CAUSES[cause])
+                return {"ok": f"bed {request['bed']} reset ({cause})"}
+            if op in ("fault", "heal"):
+                kind, index = request.get("kind"), request.get("index")
+                if kind not in FAULT_KINDS:
+                    raise ControlError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+                if not isinstance(index, int) or not 0 <= index < (3 if kind in ("open", "short", "frozen") else 2):
+                    raise ControlError("index: sensor 0..2 (pad left, pad right, ambient) or zone 0..1")
+                model: PadModel = bed.world.model
+                (model.inject if op == "fault" else model.heal)(kind, index)
+                return {"ok": f"bed {request['bed']}: {op} {kind} {index}"}
+            raise ControlError(f"unknown op {op!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"error": str(exc)}
+
+    def _bed(self, request):
+        number = request.get("bed")
+        if not isinstance(number, int) or not 1 <= number <= len(self.sanctuary.beds):
+            raise ControlError(f"bed must be 1..{len(self.sanctuary.beds)}")
+        return self.sanctuary.beds[number - 1]
+
+
+def call(path, request, timeout=5.0):
+    """Send one request to a running simulator's control socket; return its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(str(path))
+        with connection.makefile("rw") as stream:
+            stream.write(json.dumps(request) + "\n")
+            stream.flush()
+            return json.loads(stream.readline())

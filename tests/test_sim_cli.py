@@ -1,0 +1,68 @@
+"""`soma sim` as a user runs it: JSON with the ports, the control verbs, a clean stop with no
+process or port left behind, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import serial
+
+SOMA = str(Path(sys.executable).with_name("soma"))
+
+
+def soma(*args):
+    return subprocess.run([SOMA, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
+    control = str(tmp_path / "control.sock")
+    process = subprocess.Popen(
+        [SOMA, "sim", "--beds", "2", "--root", str(tmp_path / "beds"), "--control", control],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    while not (lines and lines[-1] == "}"):
+        line = process.stdout.readline()
+        assert line, process.stderr.read()
+        lines.append(line.rstrip("\n"))
+    described = json.loads("\n".join(lines))
+    ports = [bed["port"] for bed in described["beds"]]
+    assert len(ports) == 2 and described["control"] == control
+    with serial.Serial(ports[0], 115200, timeout=1):
+        pass  # pyserial opens the port like a USB serial port
+    assert json.loads(soma("sim", "--control", control, "status").stdout)["beds"][1]["port"] == ports[1]
+    assert soma("sim", "--control", control, "fault", "--bed", "2", "open", "0").returncode == 0
+    bad = soma("sim", "--control", control, "fault", "--bed", "9", "open", "0")
+    assert bad.returncode == 2 and "bed must be 1..2" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    pids = _micropython_pids(tmp_path / "beds")
+    assert len(pids) == 2
+    assert soma("sim", "--control", control, "stop").returncode == 0
+    assert process.wait(timeout=15) == 0
+    time.sleep(0.2)
+    assert not _micropython_pids(tmp_path / "beds")
+    assert not any(os.path.exists(port) for port in ports)
+    assert not os.path.exists(control)
+
+
+def test_verbs_without_a_simulator_say_so(tmp_path):
+    result = soma("sim", "--control", str(tmp_path / "none.sock"), "stop")
+    assert result.returncode == 2
+    assert "no simulator runs" in result.stderr and "Traceback" not in result.stderr
+
+
+def _micropython_pids(root):
+    """Processes running with a flash directory under root."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(root) in os.readlink(entry / "cwd"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
