@@ -19,6 +19,9 @@ Examples:
   soma sim fault --bed 2 open 0          open bed 2's left pad thermistor
   soma sim heal --bed 2 open 0
   soma sim reset --bed 1 --cause power
+  soma sim bath --in 1 2                 beds 1 and 2 into the calibration bath
+  soma sim partition 1,2 3               beds 1-2 and bed 3 cannot hear each other
+  soma sim partition                     heal it
   soma sim stop
 """
 
@@ -34,10 +37,11 @@ DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(
 )
 @click.option("--seed", default=1, show_default=True, help="Seed of the units' serials, clocks and tolerances.")
 @click.option("--baud", type=click.IntRange(300, 4_000_000), help="Pace each serial line (default: unpaced).")
+@click.option("--loss", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Radio frame loss.")
 @click.option("--root", type=click.Path(file_okay=False), help="Where the beds' flash directories live (kept).")
 @click.option("--control", "control", default=str(DEFAULT_CONTROL), show_default=True, help="Control socket path.")
 @click.pass_context
-def command(ctx, beds, blank, time_scale, seed, baud, root, control):
+def command(ctx, beds, blank, time_scale, seed, baud, loss, root, control):
     """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = control
@@ -118,3 +122,25 @@ def fault(ctx, bed, kind, index):
 def heal(ctx, bed, kind, index):
     """Remove an injected fault."""
     _call(ctx, {"op": "heal", "bed": bed, "kind": kind, "index": index})
+
+
+@command.command()
+@click.option("--in", "inside", flag_value=True, default=True, help="Into the bath (the default).")
+@click.option("--out", "inside", flag_value=False, help="Out of the bath.")
+@click.argument("beds", nargs=-1, type=int, required=True)
+@click.pass_context
+def bath(ctx, inside, beds):
+    """Put beds into the calibration bath (their thermistors see its temperature) or take them out."""
+    _call(ctx, {"op": "bath", "beds": list(beds), "inside": inside})
+
+
+@command.command()
+@click.argument("groups", nargs=-1)
+@click.pass_context
+def partition(ctx, groups):
+    """Split the radio into groups of beds (e.g. 1,2 3); no groups heals the partition."""
+    try:
+        parsed = [[int(number) for number in group.split(",")] for group in groups]
+    except ValueError:
+        raise SomaError("groups are comma-separated bed numbers, e.g. 1,2 3") from None
+    _call(ctx, {"op": "partition", "groups": parsed})

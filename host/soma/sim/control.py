@@ -1,8 +1,11 @@
 """The running simulator's control socket: one JSON request per line, one JSON answer per
 line, on a UNIX socket. `soma sim stop|fault|heal|reset|status` and tests use it.
 
-Requests: {"op": "status"} | {"op": "stop"} | {"op": "reset", "bed": 1, "cause": "hard"}
-| {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}; beds count from 1.
+Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
+| {"op": "reset", "bed": 1, "cause": "hard" | "power"}
+| {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}
+| {"op": "bath", "beds": [1, 2], "inside": true}
+| {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
 """
 
 import json
@@ -64,6 +67,14 @@ class ControlServer:
             if op == "stop":
                 self.stopped.set()
                 return {"ok": "stopping"}
+            if op == "bath":
+                numbers = [self._number(n) for n in request.get("beds", [])]
+                self.sanctuary.place_in_bath(*numbers, inside=bool(request.get("inside", True)))
+                return {"ok": f"beds {numbers} {'in' if request.get('inside', True) else 'out of'} the bath"}
+            if op == "partition":
+                groups = [[self._number(n) - 1 for n in group] for group in request.get("groups", [])]
+                self.sanctuary.world.radio.partition(*groups)
+                return {"ok": f"radio partition {request.get('groups', [])}"}
             bed = self._bed(request)
             if op == "reset":
                 cause = request.get("cause", "hard")
@@ -84,11 +95,13 @@ class ControlServer:
         except (ValueError, KeyError, TypeError) as exc:
             return {"error": str(exc)}
 
-    def _bed(self, request):
-        number = request.get("bed")
+    def _number(self, number):
         if not isinstance(number, int) or not 1 <= number <= len(self.sanctuary.beds):
             raise ControlError(f"bed must be 1..{len(self.sanctuary.beds)}")
-        return self.sanctuary.beds[number - 1]
+        return number
+
+    def _bed(self, request):
+        return self.sanctuary.beds[self._number(request.get("bed")) - 1]
 
 
 def call(path, request, timeout=5.0):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .. import paths
 from ..firmware_build import compile_tree
+from .bath import CalibrationBath
+from .radio import RadioMedium, RadioSettings
 from .virtual_bed import VirtualBed
 from .world import BedWorld, Unit, World
 
@@ -55,13 +57,14 @@ class SimBed:
 
 
 class Sanctuary:
-    def __init__(self, beds=1, seed=1, root=None, flashed=False, baud=None, time_scale=1.0, heap="96K"):
+    def __init__(self, beds=1, seed=1, root=None, flashed=False, baud=None, time_scale=1.0, heap="96K", radio=None):
         if beds < 1:
             raise ValueError("a sanctuary needs at least one bed")
         self._scratch = None if root else tempfile.TemporaryDirectory(prefix="soma-sim-")
         self.root = Path(root or self._scratch.name)
         self.seed = seed
-        self.world = World()
+        self.bath = CalibrationBath(serial=f"CB{seed:04d}", time_scale=time_scale, seed=seed)
+        self.world = World(radio=RadioMedium(radio or RadioSettings(), seed=seed), bath=self.bath)
         self.beds = []
         for index in range(beds):
             flash_dir = self.root / f"bed{index + 1}"
@@ -74,18 +77,31 @@ class Sanctuary:
         for bed in self.beds:
             self.world.add(bed.world, bed.line)
             bed.line.start()
+        self.bath.start()
         self.world.start()
         return self
 
     def stop(self):
         self.world.stop()
+        self.bath.stop()
         for bed in self.beds:
             bed.line.stop()
         if self._scratch is not None:
             self._scratch.cleanup()
 
+    def place_in_bath(self, *numbers, inside=True):
+        """Put beds (numbered from 1) into the calibration bath, or take them out."""
+        for number in numbers:
+            self.beds[number - 1].world.bath = self.bath if inside else None
+
     def describe(self):
-        return {"seed": self.seed, "root": str(self.root), "beds": [bed.describe() for bed in self.beds]}
+        return {
+            "seed": self.seed,
+            "root": str(self.root),
+            "beds": [bed.describe() for bed in self.beds],
+            "bath": {"port": self.bath.port, "serial": self.bath.serial},
+            "radio": dict(self.world.radio.counts),
+        }
 
     def __enter__(self):
         return self.start()

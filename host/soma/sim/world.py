@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from soma_protocol import codec, schema
 
 from .pad_model import PadModel
+from .radio import RadioMedium
 from .virtual_bed import HARD, WATCHDOG
 
 PERIOD_S = 0.01
@@ -60,7 +61,10 @@ class BedWorld:
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
         self.reset_requested = False
-        self.radio_out = []
+        self.radio_out = []  # frames the bed broadcast, not yet handed to the medium
+        self.radio_sent = 0
+        self.radio_received = 0
+        self.bath = None  # a CalibrationBath when the unit sits in it
         self._feeds = None
         self._fed_at = time.monotonic()
         self._sensor_seq = 0
@@ -78,6 +82,9 @@ class BedWorld:
             except BlockingIOError:
                 break
             self._take(data, now)
+        if self.bath is not None:  # every thermistor sits at the bath's temperature
+            self.model.pad_c[:] = self.model.sensor_c[:] = [self.bath.temperature_c] * 2
+            self.model.room_c = self.bath.temperature_c
         self.model.step(seconds * self.time_scale, self.outputs)
         if self._bed_address is not None:
             self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
@@ -86,6 +93,14 @@ class BedWorld:
                 self.socket.sendto(payload, self._bed_address)
             except OSError:
                 pass  # the bed is restarting
+
+    def deliver_radio(self, payload):
+        if self._bed_address is not None:
+            self.radio_received += 1
+            try:
+                self.socket.sendto(codec.encode("sim_radio", [payload]), self._bed_address)
+            except OSError:
+                pass  # the bed is restarting: the frame is lost, as on air
 
     def _take(self, data, now):
         try:
@@ -99,6 +114,7 @@ class BedWorld:
                 self.reset_requested = bool(values[10])
             elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
                 self.radio_out.append(codec.decode("sim_radio", data)[0])
+                self.radio_sent += 1
         except codec.ProtocolError:
             pass  # not a sim datagram: ignored, as a board ignores noise on its pins
 
@@ -124,10 +140,13 @@ class BedWorld:
 
 
 class World:
-    """Serves every bed's link from one thread at 100 Hz and enforces their watchdogs."""
+    """Serves every bed's link from one thread at 100 Hz, carries their radio frames through
+    the medium, runs the calibration bath, and enforces the beds' watchdogs."""
 
-    def __init__(self):
+    def __init__(self, radio=None, bath=None):
         self.beds = []  # (BedWorld, VirtualBed)
+        self.radio = radio or RadioMedium()
+        self.bath = bath
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="world", daemon=True)
         self._lock = threading.Lock()
@@ -151,11 +170,19 @@ class World:
             now = time.monotonic()
             with self._lock:
                 beds = list(self.beds)
-            for bed_world, virtual_bed in beds:
+            if self.bath is not None:
+                self.bath.step(now - last)
+            indexes = range(len(beds))
+            for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
+                for payload in bed_world.radio_out:
+                    self.radio.transmit(index, payload, indexes, now)
+                bed_world.radio_out.clear()
                 cause = WATCHDOG if bed_world.watchdog_expired(now) else HARD if bed_world.reset_requested else None
                 if cause is not None:
                     virtual_bed.reset(cause)
                     bed_world.rebooted(now)
+            for receiver, payload in self.radio.due(now):
+                beds[receiver][0].deliver_radio(payload)
             last = now
             self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))
