@@ -144,3 +144,31 @@ def test_stock_mpremote_execs_lists_and_copies(request, unit, tmp_path):
     listing = mpremote("fs", "ls")
     assert "hello.txt" in listing.stdout
     assert (Path(bed.line.flash_dir) / "hello.txt").read_text() == "hello from the host\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "index", "fault"),
+    [
+        ("open", 0, "sensor_left"),
+        ("short", 1, "sensor_right"),
+        ("open", 2, "sensor_ambient"),
+        ("stuck", 0, "overtemp"),
+    ],
+)
+def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kind, index, fault):
+    from soma_protocol import schema
+
+    with Sanctuary(beds=1, root=tmp_path, flashed=True, time_scale=400) as sanctuary:
+        bed = sanctuary.beds[0]
+        with SerialLink(bed.port) as link:
+            client = link.management()
+            client.request("set_targets", [30_000, 30_000], timeout=5)
+            bed.world.model.inject(kind, index)
+            code = int(schema.FaultCode.encmapping[fault])
+
+            def reported():
+                client.poll(0.05)
+                return any(name == "fault_event" and values[:2] == [code, 1] for name, values in client.events)
+
+            assert wait_for(reported, 20)
+            assert client.request("info")[8] & (1 << code)  # latched in the fault mask
