@@ -406,7 +406,9 @@ class Bed:
         return [self._calibration_state(), self.calibration_generation] + list(values)
 
     def _calibration_write(self, request):
-        _thermistors_from(request)  # refuses coefficients that give no sane curve (ValueError)
+        for sensor in range(3):  # refuses coefficients that give no sane curve (ValueError)
+            Thermistor(*request[4 * sensor : 4 * sensor + 3])
+            gc.collect()  # one table's floats at a time: the heap is small
         self._staged_calibration = request
         return []
 
@@ -419,6 +421,8 @@ class Bed:
         self.calibration = staged
         self.calibration_generation = generation
         self.record_flags &= ~(_CAL_MISSING | _CAL_CORRUPT)
+        self.thermistors = self.sensors.thermistors = None  # the old tables go before the new come
+        gc.collect()
         self.thermistors = _thermistors_from(staged)
         self.sensors.thermistors = self.thermistors
         return [generation]

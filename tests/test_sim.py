@@ -172,3 +172,34 @@ def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kin
 
             assert wait_for(reported, 20)
             assert client.request("info")[8] & (1 << code)  # latched in the fault mask
+
+
+def test_power_cut_in_the_middle_of_a_record_write_leaves_a_whole_record(flashed):
+    from soma.management import ManagementTimeout
+
+    old = [1.1292e-3, 2.3410e-4, 8.77e-8, 10] * 3 + [-100, 65_536, 1_700_000_000, b"bench-old"]
+    new = [1.1301e-3, 2.3398e-4, 8.81e-8, 20] * 3 + [-200, 65_000, 1_700_000_100, b"bench-new"]
+
+    def float32(values):
+        import struct
+
+        return [struct.unpack("<f", struct.pack("<f", v))[0] if isinstance(v, float) else v for v in values]
+
+    with SerialLink(flashed.port) as link:
+        client = link.management()
+        client.request("calibration_write", old, timeout=5)
+        client.request("calibration_commit")
+        for after_bytes in (0, 1, 17, 40, 79):  # the record is 79 bytes: the last cut lands before the rename
+            client.request("calibration_write", new)
+            client.events.clear()
+            flashed.world.cut_power_after(after_bytes)
+            with pytest.raises(ManagementTimeout):
+                client.request("calibration_commit", timeout=1.5)
+            assert boot_events(client) == [1]  # power-on: the unit came back
+            state, _, *values = client.request("calibration_read", timeout=5)
+            assert state == 1  # calibrated: a whole record, never a corrupt one
+            assert values == float32(old)  # the cut commit did not happen
+        client.request("calibration_write", new)
+        generation = client.request("calibration_commit")[0]
+        assert client.request("calibration_read")[1] == generation
+        assert client.request("calibration_read")[2:] == float32(new)

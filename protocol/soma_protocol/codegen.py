@@ -53,19 +53,20 @@ class ProtocolError(ValueError):
     """Bytes or values that do not fit the Soma schema."""
 
 
-_LIMITS = {
-    "b": (-0x80, 0x7F),
-    "B": (0, 0xFF),
-    "h": (-0x8000, 0x7FFF),
-    "H": (0, 0xFFFF),
-    "i": (-0x80000000, 0x7FFFFFFF),
-    "I": (0, 0xFFFFFFFF),
-    "q": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
-    "Q": (0, 0xFFFFFFFFFFFFFFFF),
-    "f": (-3.4028234663852886e38, 3.4028234663852886e38),
-    "d": (-1.7976931348623157e308, 1.7976931348623157e308),
-}
 _BUFFERS = (bytes, bytearray, memoryview)
+_FLOAT_MAX = {"f": 3.4028234663852886e38, "d": 1.7976931348623157e308}
+
+
+def _in_range(letter, value):
+    # Computed rather than tabled: a table of limits would sit in the heap for good.
+    if letter in "fd":
+        return isinstance(value, (int, float)) and -_FLOAT_MAX[letter] <= value <= _FLOAT_MAX[letter]
+    if not isinstance(value, int):
+        return False
+    bits = 8 * struct.calcsize(letter)
+    if letter in "bhiq":
+        return -(1 << (bits - 1)) <= value < 1 << (bits - 1)
+    return 0 <= value < 1 << bits
 
 
 def _check_fixed(name, fmt, values, at):
@@ -79,10 +80,8 @@ def _check_fixed(name, fmt, values, at):
         if letter == "s":
             if not isinstance(value, _BUFFERS) or len(value) != count:
                 raise ProtocolError("%s: value %d needs %d bytes" % (name, at, count))
-        else:
-            low, high = _LIMITS[letter]
-            if not isinstance(value, (int, float) if letter in "fd" else int) or not low <= value <= high:
-                raise ProtocolError("%s: value %d out of range" % (name, at))
+        elif not _in_range(letter, value):
+            raise ProtocolError("%s: value %d out of range" % (name, at))
         count = 0
         at += 1
     return at
@@ -128,7 +127,7 @@ def pack(layout, buf, off, values):
         seg = _FORMATS[spec[k]]
         if seg[0] == "*":
             value = full[at]
-            if not isinstance(value, _BUFFERS) or len(value) > _LIMITS[seg[1]][1]:
+            if not isinstance(value, _BUFFERS) or not _in_range(seg[1], len(value)):
                 raise ProtocolError("%s: value %d is not bytes of a fitting length" % (name, at))
             need += struct.calcsize(seg[1]) + len(value)
             at += 1

@@ -526,6 +526,7 @@ Beacon = Crc32Sealed(
 SIM_KIND_SENSORS = 0x51
 SIM_KIND_ACTUATORS = 0x52
 SIM_KIND_RADIO = 0x53
+SIM_KIND_CONTROL = 0x54
 
 # World -> bed: the latest ADC codes of every channel.
 SimSensors = Struct(
@@ -543,7 +544,15 @@ SimActuators = Struct(
     "watchdog_feeds" / Int32ul,
     "watchdog_held" / Int8ul,  # the REPL has the console: the simulator keeps the watchdog fed
     "local_ticks_us" / Int32ul,
-    "reset_requested" / Int8ul,  # the firmware asks for a hard reset (the simulator restarts it)
+    "reset_requested" / Int8ul,  # 1: the firmware asks for a hard reset; 2: its power was cut
+)
+
+# World -> bed: what the simulator does to the unit's hardware from outside.
+SimControl = Struct(
+    "sim_kind" / Const(SIM_KIND_CONTROL, Int8ul),
+    # Cut the power once this many more bytes have gone to flash (a write stops half-way);
+    # -1 disarms.
+    "power_cut_after_bytes" / Int32sl,
 )
 
 # Either way: one radio frame (a beacon) to or from the simulated medium.
@@ -560,6 +569,7 @@ MESSAGES = {
     "sim_sensors": SimSensors,
     "sim_actuators": SimActuators,
     "sim_radio": SimRadio,
+    "sim_control": SimControl,
 }
 
 # Numeric constants the firmware needs, emitted into the generated codec.
@@ -579,6 +589,7 @@ CONSTANTS = {
     "SIM_KIND_SENSORS": SIM_KIND_SENSORS,
     "SIM_KIND_ACTUATORS": SIM_KIND_ACTUATORS,
     "SIM_KIND_RADIO": SIM_KIND_RADIO,
+    "SIM_KIND_CONTROL": SIM_KIND_CONTROL,
 }
 
 # Enumerations whose names the firmware and host tools refer to.

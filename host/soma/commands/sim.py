@@ -22,6 +22,7 @@ Examples:
   soma sim bath --in 1 2                 beds 1 and 2 into the calibration bath
   soma sim partition 1,2 3               beds 1-2 and bed 3 cannot hear each other
   soma sim partition                     heal it
+  soma sim power-cut --bed 1 --after-bytes 30   the next record write stops half-way
   soma sim stop
 """
 
@@ -144,3 +145,12 @@ def partition(ctx, groups):
     except ValueError:
         raise SomaError("groups are comma-separated bed numbers, e.g. 1,2 3") from None
     _call(ctx, {"op": "partition", "groups": parsed})
+
+
+@command.command("power-cut")
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.option("--after-bytes", required=True, type=click.IntRange(0), help="Flash bytes written before the cut.")
+@click.pass_context
+def power_cut(ctx, bed, after_bytes):
+    """Cut a bed's power in the middle of its next flash writes (a half-written file stays)."""
+    _call(ctx, {"op": "power_cut", "bed": bed, "after_bytes": after_bytes})

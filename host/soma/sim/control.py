@@ -6,6 +6,7 @@ Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 | {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}
 | {"op": "bath", "beds": [1, 2], "inside": true}
 | {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
+| {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write)
 """
 
 import json
@@ -76,6 +77,12 @@ class ControlServer:
                 self.sanctuary.world.radio.partition(*groups)
                 return {"ok": f"radio partition {request.get('groups', [])}"}
             bed = self._bed(request)
+            if op == "power_cut":
+                after = request.get("after_bytes")
+                if not isinstance(after, int) or after < 0:
+                    raise ControlError("after_bytes must be a whole number >= 0")
+                bed.world.cut_power_after(after)
+                return {"ok": f"bed {request['bed']}: power cut after {after} more flash bytes"}
             if op == "reset":
                 cause = request.get("cause", "hard")
                 if cause not in RESET_CAUSES:
@@ -92,7 +99,7 @@ class ControlServer:
                 (model.inject if op == "fault" else model.heal)(kind, index)
                 return {"ok": f"bed {request['bed']}: {op} {kind} {index}"}
             raise ControlError(f"unknown op {op!r}")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             return {"error": str(exc)}
 
     def _number(self, number):

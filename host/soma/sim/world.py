@@ -15,7 +15,7 @@ from soma_protocol import codec, schema
 
 from .pad_model import PadModel
 from .radio import RadioMedium
-from .virtual_bed import HARD, WATCHDOG
+from .virtual_bed import HARD, POWER_ON, WATCHDOG
 
 PERIOD_S = 0.01
 
@@ -60,7 +60,7 @@ class BedWorld:
         self.outputs = [0] * schema.OUTPUT_CHANNELS
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
-        self.reset_requested = False
+        self.reset_requested = 0
         self.radio_out = []  # frames the bed broadcast, not yet handed to the medium
         self.radio_sent = 0
         self.radio_received = 0
@@ -94,6 +94,12 @@ class BedWorld:
             except OSError:
                 pass  # the bed is restarting
 
+    def cut_power_after(self, byte_count):
+        """Cut the unit's power once `byte_count` more bytes have gone to its flash."""
+        if self._bed_address is None:
+            raise RuntimeError("the bed has not started yet")
+        self.socket.sendto(codec.encode("sim_control", [byte_count]), self._bed_address)
+
     def deliver_radio(self, payload):
         if self._bed_address is not None:
             self.radio_received += 1
@@ -111,7 +117,7 @@ class BedWorld:
                 if feeds != self._feeds or timeout_ms != self.watchdog_timeout_ms:
                     self._fed_at = now
                 self._feeds, self.watchdog_timeout_ms, self.watchdog_held = feeds, timeout_ms, held
-                self.reset_requested = bool(values[10])
+                self.reset_requested = values[10]  # 1: reset line, 2: power cut
             elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
                 self.radio_out.append(codec.decode("sim_radio", data)[0])
                 self.radio_sent += 1
@@ -129,7 +135,7 @@ class BedWorld:
         """The bed restarted: its watchdog is disarmed until the firmware arms it again."""
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
-        self.reset_requested = False
+        self.reset_requested = 0
         self._feeds = None
         self._fed_at = now
         self.outputs = [0] * schema.OUTPUT_CHANNELS
@@ -178,7 +184,11 @@ class World:
                 for payload in bed_world.radio_out:
                     self.radio.transmit(index, payload, indexes, now)
                 bed_world.radio_out.clear()
-                cause = WATCHDOG if bed_world.watchdog_expired(now) else HARD if bed_world.reset_requested else None
+                cause = (
+                    WATCHDOG
+                    if bed_world.watchdog_expired(now)
+                    else {1: HARD, 2: POWER_ON}.get(bed_world.reset_requested)
+                )
                 if cause is not None:
                     virtual_bed.reset(cause)
                     bed_world.rebooted(now)
