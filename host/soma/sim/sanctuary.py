@@ -14,6 +14,7 @@ from .. import paths
 from ..firmware_build import compile_tree
 from .bath import CalibrationBath
 from .radio import RadioMedium, RadioSettings
+from .sleeper import Sleeper
 from .virtual_bed import VirtualBed
 from .world import BedWorld, Unit, World
 
@@ -29,9 +30,9 @@ def install_firmware(flash_dir):
 class SimBed:
     """One bed of the sanctuary: its unit, its line (VirtualBed) and its world (BedWorld)."""
 
-    def __init__(self, unit, flash_dir, baud, time_scale, heap):
+    def __init__(self, unit, flash_dir, baud, time_scale, heap, sleeper):
         self.unit = unit
-        self.world = BedWorld(unit, time_scale=time_scale)
+        self.world = BedWorld(unit, time_scale=time_scale, sleeper=sleeper)
         self.line = VirtualBed(
             flash_dir,
             unit.serial,
@@ -57,7 +58,18 @@ class SimBed:
 
 
 class Sanctuary:
-    def __init__(self, beds=1, seed=1, root=None, flashed=False, baud=None, time_scale=1.0, heap="96K", radio=None):
+    def __init__(
+        self,
+        beds=1,
+        seed=1,
+        root=None,
+        flashed=False,
+        baud=None,
+        time_scale=1.0,
+        heap="96K",
+        radio=None,
+        sleepers=True,
+    ):
         if beds < 1:
             raise ValueError("a sanctuary needs at least one bed")
         self._scratch = None if root else tempfile.TemporaryDirectory(prefix="soma-sim-")
@@ -71,7 +83,8 @@ class Sanctuary:
             if flashed and not (flash_dir / "main.py").exists():
                 install_firmware(flash_dir)
             unit = Unit.from_seed(seed, index)
-            self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap))
+            sleeper = Sleeper(f"{seed}/{index}", time_scale=time_scale) if sleepers else None
+            self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap, sleeper))
 
     def start(self):
         for bed in self.beds:

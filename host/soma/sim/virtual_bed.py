@@ -59,6 +59,7 @@ class VirtualBed:
         os.set_blocking(self._user_master, False)
         self._process = None
         self._bed_master = None
+        self._retired = []  # pty A masters of ended processes: only the relay thread closes them
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._relay = threading.Thread(target=self._relay_loop, name=f"bed-{serial}", daemon=True)
@@ -74,8 +75,9 @@ class VirtualBed:
         self._relay.join(timeout=5)
         with self._lock:
             self._kill()
-        for fd in (self._user_master, self._user_slave):
+        for fd in (*self._retired, self._user_master, self._user_slave):
             os.close(fd)
+        self._retired = []
 
     @property
     def pid(self):
@@ -121,7 +123,9 @@ class VirtualBed:
             self._process.kill()
             self._process.wait()
         if self._bed_master is not None:
-            os.close(self._bed_master)
+            # Not closed here: the relay may be reading it right now, and a closed number
+            # can be reused by the next pty at once. The relay closes it between reads.
+            self._retired.append(self._bed_master)
             self._bed_master = None
 
     def reset(self, cause=HARD):
@@ -142,6 +146,9 @@ class VirtualBed:
             with self._lock:
                 bed = self._bed_master
                 process = self._process
+                retired, self._retired = self._retired, []
+            for fd in retired:
+                os.close(fd)
             if process is not None and process.poll() is not None:
                 self._restart_after_exit(process.returncode)
                 continue

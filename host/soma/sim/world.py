@@ -51,9 +51,11 @@ class Unit:
 class BedWorld:
     """The world's end of one bed's link."""
 
-    def __init__(self, unit, room_c=22.0, time_scale=1.0):
+    def __init__(self, unit, room_c=22.0, time_scale=1.0, sleeper=None):
         self.unit = unit
         self.time_scale = time_scale
+        self.sleeper = sleeper  # a Sleeper, or None: an empty bed that is not quite silent
+        self._started = time.monotonic()
         self.model = PadModel(room_c=room_c, r25=unit.r25, beta=unit.beta)
         self.model.adc_gain = unit.adc_gain
         self.model.adc_offset = unit.adc_offset
@@ -85,7 +87,11 @@ class BedWorld:
         if self.bath is not None:  # every thermistor sits at the bath's temperature
             self.model.pad_c[:] = self.model.sensor_c[:] = [self.bath.temperature_c] * 2
             self.model.room_c = self.bath.temperature_c
+        if self.sleeper is not None:
+            self.model.sleeper = self.sleeper.vitals(now - self._started).present
         self.model.step(seconds * self.time_scale, self.outputs)
+        if self.sleeper is not None:
+            self.model.codes[5] = self.sleeper.bcg_code(now - self._started)
         if self._bed_address is not None:
             self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
             payload = codec.encode("sim_sensors", [self._sensor_seq, *self.model.codes])
