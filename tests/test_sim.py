@@ -203,3 +203,44 @@ def test_power_cut_in_the_middle_of_a_record_write_leaves_a_whole_record(flashed
         generation = client.request("calibration_commit")[0]
         assert client.request("calibration_read")[1] == generation
         assert client.request("calibration_read")[2:] == float32(new)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fault", "limits"),
+    [
+        ("disconnected", "no_rise_left", {"runaway_rise_window_s": 10, "runaway_rise_mc": 100}),
+        ("frozen", "frozen_left", {"frozen_window_s": 5}),
+    ],
+)
+def test_slow_runaway_faults_are_detected_with_short_windows(tmp_path, kind, fault, limits):
+    from soma_protocol import schema
+
+    with Sanctuary(beds=1, root=tmp_path, flashed=True, sleepers=False) as sanctuary:
+        bed = sanctuary.beds[0]
+        with SerialLink(bed.port) as link:
+            client = link.management()
+            config = client.request("config_read", timeout=5)
+            fields = [str(leaf.path) for leaf in _config_fields()]
+            for name, value in limits.items():
+                config[fields.index(name)] = value
+            client.request("config_write", config)
+            client.request("reboot", [0])  # limits apply at boot
+            client.events.clear()
+            assert boot_events(client)
+            client.request("set_targets", [36_000, 36_000], timeout=5)
+            bed.world.model.inject(kind, 0)
+            code = int(schema.FaultCode.encmapping[fault])
+
+            def reported():
+                client.poll(0.05)
+                return any(name == "fault_event" and values[:2] == [code, 1] for name, values in client.events)
+
+            assert wait_for(reported, 20)
+            assert wait_for(lambda: bed.world.outputs[0] == 0, 1)  # the zone is off...
+            assert bed.world.outputs[1] > 0  # ...and only that zone
+
+
+def _config_fields():
+    from soma_protocol import ir
+
+    return ir.all_messages()["config_data"].fields

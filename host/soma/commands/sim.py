@@ -23,6 +23,7 @@ Examples:
   soma sim partition 1,2 3               beds 1-2 and bed 3 cannot hear each other
   soma sim partition                     heal it
   soma sim power-cut --bed 1 --after-bytes 30   the next record write stops half-way
+  soma sim stall --bed 1                 hang bed 1: its watchdog resets it
   soma sim stop
 """
 
@@ -154,3 +155,11 @@ def partition(ctx, groups):
 def power_cut(ctx, bed, after_bytes):
     """Cut a bed's power in the middle of its next flash writes (a half-written file stays)."""
     _call(ctx, {"op": "power_cut", "bed": bed, "after_bytes": after_bytes})
+
+
+@command.command()
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.pass_context
+def stall(ctx, bed):
+    """Hang a bed's firmware (its loop stops); the watchdog resets it within 2 s."""
+    _call(ctx, {"op": "stall", "bed": bed})

@@ -7,6 +7,7 @@ Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 | {"op": "bath", "beds": [1, 2], "inside": true}
 | {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
 | {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write)
+| {"op": "stall", "bed": 1}  (the unit hangs; its watchdog resets it)
 """
 
 import json
@@ -77,6 +78,9 @@ class ControlServer:
                 self.sanctuary.world.radio.partition(*groups)
                 return {"ok": f"radio partition {request.get('groups', [])}"}
             bed = self._bed(request)
+            if op == "stall":
+                bed.line.freeze()
+                return {"ok": f"bed {request['bed']} stalled"}
             if op == "power_cut":
                 after = request.get("after_bytes")
                 if not isinstance(after, int) or after < 0:
