@@ -3,6 +3,7 @@ process or port left behind, and one-line errors."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,10 +18,10 @@ def soma(*args):
     return subprocess.run([SOMA, *args], capture_output=True, text=True, timeout=60)
 
 
-def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
+def start_sim(tmp_path, beds):
     control = str(tmp_path / "control.sock")
     process = subprocess.Popen(
-        [SOMA, "sim", "--beds", "2", "--root", str(tmp_path / "beds"), "--control", control],
+        [SOMA, "sim", "--beds", str(beds), "--root", str(tmp_path / "beds"), "--control", control],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -30,7 +31,22 @@ def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
         line = process.stdout.readline()
         assert line, process.stderr.read()
         lines.append(line.rstrip("\n"))
-    described = json.loads("\n".join(lines))
+    return process, control, json.loads("\n".join(lines))
+
+
+def test_ctrl_c_leaves_no_process_or_port_behind(tmp_path):
+    process, control, described = start_sim(tmp_path, 4)
+    ports = [bed["port"] for bed in described["beds"]]
+    assert len(_micropython_pids(tmp_path / "beds")) == 4
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
+    time.sleep(0.2)
+    assert not _micropython_pids(tmp_path / "beds")
+    assert not any(os.path.exists(port) for port in ports) and not os.path.exists(control)
+
+
+def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
+    process, control, described = start_sim(tmp_path, 2)
     ports = [bed["port"] for bed in described["beds"]]
     assert len(ports) == 2 and described["control"] == control
     with serial.Serial(ports[0], 115200, timeout=1):
