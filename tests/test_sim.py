@@ -60,9 +60,17 @@ def test_flashed_unit_boots_and_speaks_the_management_protocol(flashed):
         info = client.request("info", timeout=5)
         assert info[3] == flashed.unit.serial.encode()
         client.request("set_targets", [34_000, 34_000])
+        client.request("telemetry_control", [100])
         assert wait_for(lambda: flashed.world.outputs[0] > 0, 3)
         start = flashed.world.model.pad_c[0]
         assert wait_for(lambda: flashed.world.model.pad_c[0] > start + 0.02, 10)  # the plant warms
+
+        def streamed():
+            client.poll(0.05)
+            return len(client.telemetry) >= 10
+
+        assert wait_for(streamed, 5)  # telemetry frames arrive over the pty
+        assert client.telemetry[-1][6] > 0  # the drive the plant is getting
 
 
 def test_ctrl_c_interrupts_the_application_into_the_repl_with_outputs_off(flashed):
