@@ -40,6 +40,10 @@ _AUTOTUNE_STATE_DONE = const(2)
 _AUTOTUNE_STATE_RUNNING = const(1)
 _BEACON_AIR_MAX = const(64)
 _BEACON_FLAGS_FAULT = const(16)
+_BOOT_STATE_CONFIRMED = const(1)
+_BOOT_STATE_DEVELOPMENT = const(0)
+_BOOT_STATE_ROLLED_BACK = const(3)
+_BOOT_STATE_TRIAL = const(2)
 _CALIBRATION_STATE_CALIBRATED = const(1)
 _CALIBRATION_STATE_CORRUPT = const(2)
 _CALIBRATION_STATE_NOMINAL = const(0)
@@ -102,30 +106,31 @@ _KEY_CORRUPT = const(32)
 
 
 class Bed:
-    def __init__(self, board):
+    def __init__(self, board, boot=None):
         self.board = board
+        self.boot = boot  # main.Boot: the slot running and how to confirm it; None in tests
         self.store = records.RecordStore(board.storage)
         self.record_flags = 0
         self.local_time = LocalTime(board.clock)
         self.config = self._load_config()
+        # The long-lived buffers first, while the heap is still in one piece.
+        self.sensors = Sensors(board.adc, self.config["adc_open_above"], self.config["adc_short_below"])
+        self.scheduler = Scheduler(board.clock)
+        self.link = ManagementLink(board.console, self._handlers())
         self._load_calibration()
-        gc.collect()  # the curve tables' float garbage, before the big buffers below
+        gc.collect()  # the curve tables' float garbage
+        self.sensors.thermistors = self.thermistors
         self._load_key()
         # The sleeper's comfort profile: programs set targets relative to it (a missing one is
         # normal for a new unit, a corrupt one is flagged); None until one is stored.
         _, self.comfort = self._load(_RECORD_KIND_COMFORT, 0, _COMFORT_CORRUPT)
         self.boot_epoch = self._next_boot_epoch()
-        self.sensors = Sensors(
-            board.adc, self.thermistors, self.config["adc_open_above"], self.config["adc_short_below"]
-        )
         self.supervisor = safety.Supervisor(self.config, board.outputs, self._fault_event)
         self.laws: list[ControlLaw] = [Pid(*self.config.gains(0)), Pid(*self.config.gains(1))]
         self.targets_mc = [0, 0]  # 0: zone off
         self.outputs = [0] * OUT_CHANNELS  # last level per output channel, for telemetry
         self._override_level = [0] * OUT_CHANNELS
         self._override_until = [-1] * OUT_CHANNELS  # scheduler tick; -1: no override
-        self.scheduler = Scheduler(board.clock)
-        self.link = ManagementLink(board.console, self._handlers())
         self._booted = False
         self._staged_calibration = None
         self._telemetry_every = 0  # readings (100 ms) between telemetry frames; 0: off
@@ -157,16 +162,15 @@ class Bed:
     def _load_calibration(self):
         self.calibration_generation, values = self._load(_RECORD_KIND_CALIBRATION, _CAL_MISSING, _CAL_CORRUPT)
         self.calibration = values
-        self.thermistors = None
         if values is not None:
             try:
                 self.thermistors = _thermistors_from(values)
+                return
             except ValueError:
                 self.record_flags |= _CAL_CORRUPT
                 self.calibration = None
-        if self.thermistors is None:
-            nominal = Thermistor(*nominal_coefficients())
-            self.thermistors = [nominal, nominal, nominal]
+        nominal = Thermistor(*nominal_coefficients())
+        self.thermistors = [nominal, nominal, nominal]
 
     def _load_key(self):
         _, values = self._load(_RECORD_KIND_KEY, _KEY_MISSING, _KEY_CORRUPT)
@@ -224,6 +228,8 @@ class Bed:
         passed = self.self_test()
         if passed == _ALL_TESTS:
             self.supervisor.arm()
+            if self.boot is not None:
+                self.boot.confirm()  # a healthy first boot: this slot stays
         else:
             self.supervisor.fail_self_test(_ALL_TESTS & ~passed)
 
@@ -372,7 +378,7 @@ class Bed:
         self.supervisor.refresh()
         return [
             FIRMWARE_VERSION,
-            _firmware_hash(self.board.storage),
+            self._firmware_hash(),
             wire.PROTOCOL_HASH,
             hexlify(self.board.system.unique_id()),
             self.board.system.reset_cause(),
@@ -383,7 +389,24 @@ class Bed:
             self.sanctuary_id,
             self.bed_id,
             getattr(sys.implementation, "_mpy", 0) & 0xFFFF,
+            self._boot_state(),
         ]
+
+    def _firmware_hash(self):
+        text = self.boot.firmware_hash() if self.boot is not None else ""
+        try:
+            value = unhexlify(text)
+        except ValueError:
+            value = b""
+        return value[:8] if len(value) >= 8 else bytes(8)
+
+    def _boot_state(self):
+        state = self.boot.state if self.boot is not None else None
+        if state is None:
+            return _BOOT_STATE_DEVELOPMENT
+        if "rolled_back" in state:
+            return _BOOT_STATE_ROLLED_BACK
+        return _BOOT_STATE_TRIAL if state.get("state") == "trial" else _BOOT_STATE_CONFIRMED
 
     def _calibration_state(self):
         if self._staged_calibration is not None:
@@ -421,7 +444,7 @@ class Bed:
         self.calibration = staged
         self.calibration_generation = generation
         self.record_flags &= ~(_CAL_MISSING | _CAL_CORRUPT)
-        self.thermistors = self.sensors.thermistors = None  # the old tables go before the new come
+        self.thermistors = self.sensors.thermistors = []  # the old tables go before the new come
         gc.collect()
         self.thermistors = _thermistors_from(staged)
         self.sensors.thermistors = self.thermistors
@@ -555,21 +578,11 @@ def _thermistors_from(calibration):
     return [Thermistor(*calibration[4 * sensor : 4 * sensor + 3]) for sensor in range(3)]
 
 
-def _firmware_hash(storage):
-    """The installed firmware's hash, from the manifest the flasher writes (zeros if none)."""
-    text = storage.read(".fwhash")
-    try:
-        value = unhexlify(text.strip()) if text else b""
-    except ValueError:
-        value = b""
-    return value[:8] if len(value) >= 8 else bytes(8)
-
-
-def main(board):
+def main(board, boot=None):
     """Entry point: every output off first, on the way in and on every way out."""
     board.outputs.all_off()
     try:
-        Bed(board).run()
+        Bed(board, boot).run()
     except KeyboardInterrupt:
         pass  # Ctrl-C: the operator wants the REPL
     finally:

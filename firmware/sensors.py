@@ -28,9 +28,9 @@ BCG_RING = const(1024)  # > 10 s at 100 Hz
 
 
 class Sensors:
-    def __init__(self, adc, thermistors, open_above, short_below):
+    def __init__(self, adc, open_above, short_below):
         self._adc = adc
-        self.thermistors = thermistors  # Thermistor per sensor, replaceable when calibration changes
+        self.thermistors = []  # a Thermistor per sensor: the application sets them from the calibration
         self.open_above = open_above
         self.short_below = short_below
         self.raw = array("H", bytes(2 * 6))  # last code of every channel

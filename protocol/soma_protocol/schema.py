@@ -266,6 +266,11 @@ SENSOR_CHANNELS = 6  # pad left, pad right, ambient, current left, current right
 
 PingPayload = Struct("nonce" / Int32ul)
 
+# Which firmware runs (firmware/main.py, the boot loader): a development install at the
+# flash root, a confirmed slot, a slot on trial after `soma flash`, or the previous slot
+# after a trial slot failed to confirm.
+BootState = Enum(Int8ul, development=0, confirmed=1, trial=2, rolled_back=3)
+
 InfoResponse = Struct(
     "firmware_version" / _blob(),
     "firmware_hash" / Bytes(8),
@@ -288,6 +293,7 @@ InfoResponse = Struct(
     "sanctuary_id" / Int16ul,
     "bed_id" / Int16ul,
     "mpy_abi" / Int16ul,
+    "boot_state" / BootState,
 )
 
 SensorReadings = Struct(
@@ -606,4 +612,5 @@ ENUMS = {
     "BeaconFlags": BeaconFlags,
     "AutotuneState": AutotuneState,
     "FaultCode": FaultCode,
+    "BootState": BootState,
 }

@@ -235,7 +235,7 @@ def bed_module_main(board, bed):
     import bed as bed_module
 
     original = bed_module.Bed
-    bed_module.Bed = lambda b: bed
+    bed_module.Bed = lambda board, boot=None: bed
     try:
         bed_module.main(board)
     finally:

@@ -5,13 +5,10 @@ tolerances from one seed, served by one world. The Python API behind `soma sim`.
         sanctuary.beds[0].port      # open it with pyserial or mpremote
 """
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from .. import paths
-from ..firmware_build import compile_tree
 from .bath import CalibrationBath
 from .radio import RadioMedium, RadioSettings
 from .sleeper import Sleeper
@@ -19,12 +16,11 @@ from .virtual_bed import VirtualBed
 from .world import BedWorld, Unit, World
 
 
-def install_firmware(flash_dir):
-    """What a first flash leaves in a unit's flash directory (as `soma flash` will)."""
-    flash_dir = Path(flash_dir)
-    flash_dir.mkdir(parents=True, exist_ok=True)
-    compile_tree(flash_dir)
-    shutil.copyfile(paths.firmware_dir() / "main.py", flash_dir / "main.py")
+def install_firmware(flash_dir, image=None):
+    """A flashed unit's flash directory, as the factory programmer leaves it."""
+    from ..flashing import Image
+
+    (image or Image.build()).install(flash_dir)
 
 
 class SimBed:

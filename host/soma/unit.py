@@ -1,0 +1,83 @@
+"""One unit on a serial line: the raw REPL (mpremote's SerialTransport, reused as it is)
+and the management protocol share the line; this class owns it.
+
+Errors a user can act on become SomaError (exit status 2): no such port, port busy, not a
+MicroPython board, timeouts.
+"""
+
+import os
+from contextlib import contextmanager
+
+from mpremote.transport import TransportError
+from mpremote.transport_serial import SerialTransport
+
+from .errors import SomaError
+from .management import ManagementClient, ManagementTimeout
+
+
+class UnitLink:
+    def __init__(self, port, baud=115200):
+        if not os.path.exists(port):
+            raise SomaError(f"{port}: no such port")
+        try:
+            self.transport = SerialTransport(port, baudrate=baud, exclusive=True)
+        except TransportError:
+            raise SomaError(f"{port}: cannot open it (busy, or not a serial port)") from None
+        self.port = port
+        self._serial = self.transport.serial
+
+    # ---- the byte line, for the management client
+    def read(self, timeout):
+        self._serial.timeout = timeout
+        first = self._serial.read(1)
+        if not first:
+            return b""
+        self._serial.timeout = 0
+        return first + self._serial.read(self._serial.in_waiting)
+
+    def write(self, data):
+        self._serial.write(data)
+        self._serial.flush()
+
+    def management(self):
+        return ManagementClient(self.read, self.write)
+
+    # ---- the REPL
+    @contextmanager
+    def raw_repl(self):
+        """Interrupt whatever runs (Ctrl-C) and hold the raw REPL for the block."""
+        try:
+            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=10)
+        except TransportError:
+            raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)") from None
+        try:
+            yield self
+        finally:
+            self.transport.exit_raw_repl()
+
+    def exec(self, code, timeout=30):
+        """Run code in the raw REPL; return what it printed. A device-side exception is a SomaError."""
+        try:
+            output, error = self.transport.exec_raw(code, timeout=timeout)
+        except TransportError as exc:
+            raise SomaError(f"{self.port}: {exc}") from None
+        if error:
+            raise SomaError(f"{self.port}: the unit raised: {error.decode(errors='replace').strip().splitlines()[-1]}")
+        return output
+
+    def soft_reset(self):
+        """Ctrl-D at the friendly REPL: the unit boots again from its flash."""
+        self.transport.exit_raw_repl()
+        self.write(b"\x04")
+
+    def close(self):
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["UnitLink", "ManagementTimeout"]
