@@ -29,16 +29,17 @@ from .management import ManagementTimeout
 
 MPY_MAJOR = 6  # mpy-cross 1.29 emits .mpy v6.x: the unit's sys.implementation._mpy & 0xFF must match
 CHUNK = 1024  # raw bytes per transfer command: the unit decodes each in a few KB of heap
+WINDOW_BITS = 10
 CONFIRM_TIMEOUT_S = 20.0
 
 # Runs on the unit (raw REPL): the flasher's helpers, defined once per session. The
 # application's modules are dropped first so the transfer has the heap to itself.
 _UNIT_HELPERS = """
-import sys, gc
 _g = globals()
 for _k in list(_g):
     if not _k.startswith('_'):
         del _g[_k]
+import sys, gc
 for _m in list(sys.modules):
     del sys.modules[_m]
 gc.collect()
@@ -185,7 +186,7 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
         for name in to_send:
             data = image.files[name]
             for offset in range(0, len(data), CHUNK):
-                packed = base64.b64encode(zlib.compress(data[offset : offset + CHUNK], 9)).decode()
+                packed = base64.b64encode(_deflate(data[offset : offset + CHUNK])).decode()
                 link.exec(f"_put('{target}/{name}', {packed!r}, {offset == 0})")
                 bytes_sent += len(packed)
                 done += min(CHUNK, len(data) - offset)
@@ -238,6 +239,13 @@ def _await_confirmation(link, image, timeout):
         except ManagementTimeout:
             continue
     raise SomaError(f"{link.port}: the unit did not come back after flashing (timeout)")
+
+
+def _deflate(data):
+    """zlib stream with a 1 KiB window: the unit's decompressor allocates the window the
+    header asks for, and 32 KiB (zlib's default) may not exist in its heap."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, WINDOW_BITS)
+    return packer.compress(data) + packer.flush()
 
 
 def _since(started):

@@ -5,8 +5,10 @@ Errors a user can act on become SomaError (exit status 2): no such port, port bu
 MicroPython board, timeouts.
 """
 
+import io
 import os
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, redirect_stdout
 
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
@@ -20,7 +22,8 @@ class UnitLink:
         if not os.path.exists(port):
             raise SomaError(f"{port}: no such port")
         try:
-            self.transport = SerialTransport(port, baudrate=baud, exclusive=True)
+            # A finite timeout: mpremote reads pseudo-terminals byte by byte with it.
+            self.transport = SerialTransport(port, baudrate=baud, exclusive=True, timeout=1)
         except TransportError:
             raise SomaError(f"{port}: cannot open it (busy, or not a serial port)") from None
         self.port = port
@@ -30,10 +33,9 @@ class UnitLink:
     def read(self, timeout):
         self._serial.timeout = timeout
         first = self._serial.read(1)
-        if not first:
-            return b""
-        self._serial.timeout = 0
-        return first + self._serial.read(self._serial.in_waiting)
+        rest = self._serial.read(self._serial.in_waiting) if first else b""
+        self._serial.timeout = 1
+        return first + rest
 
     def write(self, data):
         self._serial.write(data)
@@ -44,12 +46,18 @@ class UnitLink:
 
     # ---- the REPL
     @contextmanager
-    def raw_repl(self):
-        """Interrupt whatever runs (Ctrl-C) and hold the raw REPL for the block."""
-        try:
-            self.transport.enter_raw_repl(soft_reset=False, timeout_overall=10)
-        except TransportError:
-            raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)") from None
+    def raw_repl(self, attempts=3):
+        """Interrupt whatever runs (Ctrl-C) and hold the raw REPL for the block. A unit still
+        starting up may miss the first Ctrl-C: try again a few times."""
+        for attempt in range(attempts):
+            try:
+                with redirect_stdout(io.StringIO()):  # mpremote prints what it got on a failure
+                    self.transport.enter_raw_repl(soft_reset=False, timeout_overall=3)
+                break
+            except TransportError:
+                if attempt == attempts - 1:
+                    raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)") from None
+                time.sleep(0.5)
         try:
             yield self
         finally:

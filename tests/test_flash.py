@@ -1,0 +1,65 @@
+"""`soma flash` against virtual beds: first install on a blank unit, an unchanged re-flash,
+one changed file, and a firmware that never confirms itself rolled back by the unit."""
+
+import shutil
+import time
+
+import pytest
+
+from soma.flashing import Image, flash
+from soma.sim.sanctuary import Sanctuary
+from soma.unit import UnitLink
+from soma_protocol import schema
+
+CONFIRMED = int(schema.BootState.encmapping["confirmed"])
+
+
+@pytest.fixture(scope="module")
+def image():
+    return Image.build()
+
+
+def variant(tmp_path, image_dir_name, edit):
+    """A copy of the firmware tree with one module edited."""
+    from soma import paths
+
+    tree = tmp_path / image_dir_name
+    shutil.copytree(paths.firmware_dir(), tree)
+    edit(tree)
+    return Image.build(tree)
+
+
+def test_first_install_unchanged_reflash_and_one_changed_file(tmp_path, image):
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary, UnitLink(sanctuary.beds[0].port) as link:
+        first = flash(link, image)
+        assert first.status == "installed" and first.files_sent == len(image.files)
+        info = link.management().request("info", timeout=5)
+        assert info[1].hex() == image.firmware_hash and info[12] == CONFIRMED
+
+        started = time.monotonic()
+        again = flash(link, image)
+        assert again.status == "unchanged" and again.files_sent == 0
+        assert time.monotonic() - started <= 1.5
+
+        changed = variant(
+            tmp_path,
+            "tree",
+            lambda tree: (tree / "timebase.py").write_text((tree / "timebase.py").read_text() + "\n_BUILD = 2\n"),
+        )
+        third = flash(link, changed)
+        assert third.status == "installed" and third.files_sent == 1 and third.slot != first.slot
+        assert link.management().request("info", timeout=5)[1].hex() == changed.firmware_hash
+
+
+def test_firmware_that_never_confirms_is_rolled_back(tmp_path, image):
+    def never_confirm(tree):
+        source = (tree / "bed.py").read_text()
+        (tree / "bed.py").write_text(source.replace("self.boot.confirm()", "pass  # broken build: never confirms"))
+
+    broken = variant(tmp_path, "broken", never_confirm)
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary, UnitLink(sanctuary.beds[0].port) as link:
+        assert flash(link, image).status == "installed"
+        result = flash(link, broken, confirm_timeout=6)
+        assert result.status == "rolled_back"
+        info = link.management().request("info", timeout=5)
+        assert info[1].hex() == image.firmware_hash  # the previous firmware runs again
