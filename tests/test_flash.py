@@ -63,3 +63,44 @@ def test_firmware_that_never_confirms_is_rolled_back(tmp_path, image):
         assert result.status == "rolled_back"
         info = link.management().request("info", timeout=5)
         assert info[1].hex() == image.firmware_hash  # the previous firmware runs again
+
+
+def test_soma_flash_and_info_on_two_blank_units_in_parallel(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    soma = str(Path(sys.executable).with_name("soma"))
+    with Sanctuary(beds=2, root=tmp_path / "beds") as sanctuary:
+        ports = [bed.port for bed in sanctuary.beds]
+        result = subprocess.run(
+            [soma, "flash", "--json", *[arg for port in ports for arg in ("--port", port)]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [line["status"] for line in lines] == ["installed", "installed"]
+        info = subprocess.run([soma, "info", "--json", "--port", ports[1]], capture_output=True, text=True, timeout=30)
+        assert info.returncode == 0, info.stderr
+        document = json.loads(info.stdout)
+        assert document["unit_serial"] == sanctuary.beds[1].unit.serial
+        assert document["boot_state"] == "confirmed" and document["firmware_hash"] == lines[1]["firmware_hash"]
+
+
+def test_connection_errors_are_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    soma = str(Path(sys.executable).with_name("soma"))
+    missing = subprocess.run([soma, "info", "--port", str(tmp_path / "ttyNONE")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such port" in missing.stderr and "Traceback" not in missing.stderr
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary:  # blank: a REPL, no Soma firmware
+        blank = subprocess.run(
+            [soma, "info", "--port", sanctuary.beds[0].port], capture_output=True, text=True, timeout=30
+        )
+    assert blank.returncode == 2 and "no Soma unit answers" in blank.stderr
+    assert len(blank.stderr.strip().splitlines()) == 1

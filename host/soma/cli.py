@@ -13,6 +13,8 @@ from .errors import SomaError
 # name -> (module defining `command`, one-line help shown without importing it)
 COMMANDS = {
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
+    "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),
+    "info": ("soma.commands.info", "Show a unit's identity, versions, calibration and faults."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }

@@ -1,0 +1,92 @@
+"""soma flash: install the firmware on one or many units, in parallel."""
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import click
+
+EPILOG = """\b
+Examples:
+  soma flash --port /dev/ttyUSB0               first install or update one unit
+  soma flash --port /dev/pts/7 --port /dev/pts/9   several units at once
+  soma flash --port /dev/pts/7 --json          one JSON object per unit
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--port", "ports", multiple=True, required=True, help="Serial port of a unit (repeatable).")
+@click.option("--firmware", type=click.Path(file_okay=False, exists=True), help="Firmware tree (default: firmware/).")
+@click.option("--baud", default=115200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per unit.")
+def command(ports, firmware, baud, as_json):
+    """Compile, diff, send compressed, verify, switch atomically; wait for the new firmware
+    to confirm itself, or report the unit's own rollback."""
+    from ..errors import SomaError
+    from ..flashing import Image, flash
+    from ..unit import UnitLink
+
+    image = Image.build(firmware)
+    progress = _progress(ports, as_json)
+
+    def one(port):
+        try:
+            with UnitLink(port, baud) as link:
+                return flash(link, image, progress=progress.updater(port))
+        except SomaError as exc:
+            return exc
+
+    with progress, ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        results = list(pool.map(one, ports))
+    failed = connection = False
+    for port, result in zip(ports, results, strict=True):
+        if isinstance(result, SomaError):
+            failed = True
+            connection = connection or result.exit_code == 2
+            line = {"port": port, "status": "failed", "error": str(result)}
+        else:
+            failed = failed or result.status == "rolled_back"
+            line = {**result.__dict__}
+        if as_json:
+            click.echo(json.dumps(line))
+        else:
+            detail = (
+                line.get("error") or f"{line['firmware_hash']} in slot {line['slot']}, {line['files_sent']} files sent"
+            )
+            click.echo(f"{port}: {line['status']} ({detail})")
+    if failed:
+        sys.exit(2 if connection and len(ports) == 1 else 1)
+
+
+def _progress(ports, quiet):
+    """A progress bar per unit on a terminal; nothing otherwise."""
+    return _NoProgress() if quiet or not sys.stdout.isatty() else _Bars(ports)
+
+
+class _Bars:
+    def __init__(self, ports):
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        self._display = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+        self._tasks = {port: self._display.add_task(port, total=None) for port in ports}
+
+    def __enter__(self):
+        self._display.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._display.__exit__(*exc)
+
+    def updater(self, port):
+        return lambda done, total, name: self._display.update(self._tasks[port], completed=done, total=total)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def updater(self, port):
+        return None
