@@ -104,3 +104,75 @@ def test_connection_errors_are_one_line_exit_2(tmp_path):
         )
     assert blank.returncode == 2 and "no Soma unit answers" in blank.stderr
     assert len(blank.stderr.strip().splitlines()) == 1
+
+
+def test_power_cut_at_random_moments_of_a_flash_always_leaves_a_whole_version(tmp_path, image):
+    import random
+    import threading
+
+    from soma.sim.virtual_bed import POWER_ON
+
+    other = variant(
+        tmp_path,
+        "other",
+        lambda tree: (tree / "timebase.py").write_text((tree / "timebase.py").read_text() + "\n_BUILD = 3\n"),
+    )
+    versions = {image.firmware_hash, other.firmware_hash}
+    rng = random.Random(20)
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary:
+        bed = sanctuary.beds[0]
+        with UnitLink(bed.port) as link:
+            assert flash(link, image).status == "installed"
+        target = other
+        for cut in range(20):
+            link = UnitLink(bed.port)
+            outcome = []
+            worker = threading.Thread(target=lambda: outcome.append(_attempt(link, target)))
+            worker.start()
+            time.sleep(rng.uniform(0.05, 2.5))
+            bed.line.reset(POWER_ON)  # the power goes, wherever the flash was
+            link.close()  # and the cable with it: the flasher's pending read ends
+            worker.join(timeout=30)
+            assert not worker.is_alive()
+            with UnitLink(bed.port) as link:
+                running = _running_version(link)
+                assert running in versions, f"cut {cut}: the unit runs {running!r}"
+                result = flash(link, target)  # the next flash completes
+                assert result.status in ("installed", "unchanged"), f"cut {cut}: {result}"
+                assert _running_version(link) == target.firmware_hash
+            target = image if target is other else other
+
+
+def _attempt(link, image):
+    try:
+        return flash(link, image).status
+    except Exception as exc:  # the cut ends it any way it can: serial, transport or unit errors
+        return type(exc).__name__
+
+
+def _running_version(link, timeout=20):
+    deadline = time.monotonic() + timeout
+    client = link.management()
+    while time.monotonic() < deadline:
+        try:
+            info = client.request("info", timeout=2)
+        except Exception:  # still booting
+            continue
+        if info[12] in (CONFIRMED, int(schema.BootState.encmapping["rolled_back"])):
+            return info[1].hex()
+        time.sleep(0.2)
+    return None
+
+
+def test_eight_units_flashed_in_parallel(tmp_path, image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(port):
+        with UnitLink(port) as link:
+            return flash(link, image)
+
+    with Sanctuary(beds=8, root=tmp_path / "beds") as sanctuary:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(one, [bed.port for bed in sanctuary.beds]))
+    assert [result.status for result in results] == ["installed"] * 8
+    assert {result.firmware_hash for result in results} == {image.firmware_hash}
