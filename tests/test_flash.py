@@ -126,8 +126,7 @@ def test_power_cut_at_random_moments_of_a_flash_always_leaves_a_whole_version(tm
         target = other
         for cut in range(20):
             link = UnitLink(bed.port)
-            outcome = []
-            worker = threading.Thread(target=lambda: outcome.append(_attempt(link, target)))
+            worker = threading.Thread(target=_attempt, args=(link, target))
             worker.start()
             time.sleep(rng.uniform(0.05, 2.5))
             bed.line.reset(POWER_ON)  # the power goes, wherever the flash was
@@ -145,9 +144,9 @@ def test_power_cut_at_random_moments_of_a_flash_always_leaves_a_whole_version(tm
 
 def _attempt(link, image):
     try:
-        return flash(link, image).status
-    except Exception as exc:  # the cut ends it any way it can: serial, transport or unit errors
-        return type(exc).__name__
+        flash(link, image)
+    except Exception:  # the cut ends it any way it can: serial, transport or unit errors
+        pass
 
 
 def _running_version(link, timeout=20):
