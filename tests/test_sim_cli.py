@@ -82,3 +82,25 @@ def _micropython_pids(root):
             except OSError:
                 continue
     return found
+
+
+def test_ports_finds_the_simulators_soma_units_and_blank_boards(tmp_path):
+    control = str(tmp_path / "control.sock")
+    flashed = subprocess.Popen(
+        [SOMA, "sim", "--beds", "1", "--root", str(tmp_path / "a"), "--control", control],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        described = json.loads("".join(iter(flashed.stdout.readline, "}\n")) + "}")
+        time.sleep(1.0)  # the unit boots
+        listing = subprocess.run(
+            [SOMA, "ports", "--json", "--control", control], capture_output=True, text=True, timeout=60
+        )
+        assert listing.returncode == 0, listing.stderr
+        entries = {entry["port"]: entry for entry in map(json.loads, listing.stdout.splitlines())}
+        unit = entries[described["beds"][0]["port"]]
+        assert unit["kind"] == "soma" and unit["serial"] == described["beds"][0]["serial"]
+    finally:
+        flashed.send_signal(signal.SIGINT)
+        flashed.wait(timeout=15)
