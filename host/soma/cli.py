@@ -15,6 +15,7 @@ COMMANDS = {
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),
     "info": ("soma.commands.info", "Show a unit's identity, versions, calibration and faults."),
+    "monitor": ("soma.commands.monitor", "Watch a unit's live telemetry and events."),
     "ports": ("soma.commands.ports", "List serial ports and which are Soma units or blank MicroPython boards."),
     "provision": ("soma.commands.provision", "Give a unit its sanctuary key and bed id (key never printed)."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),

@@ -5,10 +5,9 @@ Errors a user can act on become SomaError (exit status 2): no such port, port bu
 MicroPython board, timeouts.
 """
 
-import io
 import os
 import time
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
@@ -50,18 +49,28 @@ class UnitLink:
         """Interrupt whatever runs (Ctrl-C) and hold the raw REPL for the block. A unit still
         starting up may miss the first Ctrl-C: try again a few times."""
         for attempt in range(attempts):
-            try:
-                with redirect_stdout(io.StringIO()):  # mpremote prints what it got on a failure
-                    self.transport.enter_raw_repl(soft_reset=False, timeout_overall=3)
+            if self._enter_raw_repl():
                 break
-            except TransportError:
-                if attempt == attempts - 1:
-                    raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)") from None
-                time.sleep(0.5)
+            if attempt == attempts - 1:
+                raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)")
+            time.sleep(0.5)
         try:
             yield self
         finally:
             self.transport.exit_raw_repl()
+
+    def _enter_raw_repl(self):
+        # mpremote's enter_raw_repl without its soft reset, and without its print() of what
+        # arrived on a failure (it would land in this process's stdout, from any thread).
+        transport = self.transport
+        transport.serial.write(b"\r\x03")  # Ctrl-C: interrupt the application
+        transport.serial.reset_input_buffer()
+        transport.serial.write(b"\r\x01")  # Ctrl-A: raw REPL
+        banner = b"raw REPL; CTRL-B to exit\r\n"
+        if not transport.read_until(1, banner, timeout_overall=3).endswith(banner):
+            return False
+        transport.in_raw_repl = True
+        return True
 
     def exec(self, code, timeout=30):
         """Run code in the raw REPL; return what it printed. A device-side exception is a SomaError."""
