@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import SomaError
+from ..sim.control import FAULT_KINDS
 
 EPILOG = """\b
 Examples:
@@ -106,24 +107,22 @@ def reset(ctx, bed, cause):
     _call(ctx, {"op": "reset", "bed": bed, "cause": cause})
 
 
-@command.command()
-@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
-@click.argument("kind", type=click.Choice(["open", "short", "frozen", "disconnected", "stuck"]))
-@click.argument("index", type=int)
-@click.pass_context
-def fault(ctx, bed, kind, index):
-    """Inject a fault: thermistor open/short/frozen (sensor 0..2) or heater disconnected/stuck (zone 0..1)."""
-    _call(ctx, {"op": "fault", "bed": bed, "kind": kind, "index": index})
+def _fault_verb(op, summary):
+    @command.command(name=op, help=summary)
+    @click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+    @click.argument("kind", type=click.Choice(FAULT_KINDS))  # the control socket's list
+    @click.argument("index", type=int)
+    @click.pass_context
+    def verb(ctx, bed, kind, index):
+        _call(ctx, {"op": op, "bed": bed, "kind": kind, "index": index})
+
+    return verb
 
 
-@command.command()
-@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
-@click.argument("kind", type=click.Choice(["open", "short", "frozen", "disconnected", "stuck"]))
-@click.argument("index", type=int)
-@click.pass_context
-def heal(ctx, bed, kind, index):
-    """Remove an injected fault."""
-    _call(ctx, {"op": "heal", "bed": bed, "kind": kind, "index": index})
+fault = _fault_verb(
+    "fault", "Inject a fault: thermistor open/short/frozen (sensor 0..2) or heater disconnected/stuck (zone 0..1)."
+)
+heal = _fault_verb("heal", "Remove an injected fault.")
 
 
 @command.command()
