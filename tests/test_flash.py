@@ -175,3 +175,34 @@ def test_eight_units_flashed_in_parallel(tmp_path, image):
             results = list(pool.map(one, [bed.port for bed in sanctuary.beds]))
     assert [result.status for result in results] == ["installed"] * 8
     assert {result.firmware_hash for result in results} == {image.firmware_hash}
+
+
+def test_wrong_mpy_abi_and_protocol_mismatch_are_refused(tmp_path, image, monkeypatch):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from soma import flashing
+    from soma.errors import SomaError
+
+    other_protocol = variant(
+        tmp_path,
+        "other-protocol",
+        lambda tree: (tree / "wire_codec.py").write_text(
+            re.sub(r"PROTOCOL_HASH = 0x[0-9A-F]+", "PROTOCOL_HASH = 0x12345678", (tree / "wire_codec.py").read_text())
+        ),
+    )
+    soma = str(Path(sys.executable).with_name("soma"))
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary:
+        port = sanctuary.beds[0].port
+        with UnitLink(port) as link:
+            monkeypatch.setattr(flashing, "MPY_MAJOR", 5)  # as if this host built for another .mpy ABI
+            with pytest.raises(SomaError, match="loads .mpy v6, this build makes v5"):
+                flash(link, image)
+            monkeypatch.undo()
+            assert flash(link, other_protocol).status == "installed"
+        info = subprocess.run([soma, "info", "--port", port], capture_output=True, text=True, timeout=30)
+    assert info.returncode == 2
+    assert "protocol hash mismatch: the unit speaks 12345678" in info.stderr
+    assert len(info.stderr.strip().splitlines()) == 1
