@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from soma.mpcodec import FirmwareCodec
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))  # firmware modules also import under CPython...
 sys.modules.setdefault("micropython", types.SimpleNamespace(const=int))  # ...with const() as the identity
+# Traceability records of this run (soma subprocesses inherit it): never the user's database.
+os.environ["SOMA_DB"] = os.path.join(tempfile.mkdtemp(prefix="soma-test-db-"), "soma.db")
 
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 # ci: reproducible, and at least 10 000 cases for each decoder's fuzz test.

@@ -10,12 +10,14 @@ import click
 
 from .errors import SomaError
 
-# name -> (module defining `command`, one-line help shown without importing it)
+# name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
 COMMANDS = {
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),
     "info": ("soma.commands.info", "Show a unit's identity, versions, calibration and faults."),
     "monitor": ("soma.commands.monitor", "Watch a unit's live telemetry and events."),
+    "units": ("soma.commands.units:units", "List the units in the traceability records."),
+    "history": ("soma.commands.units:history", "Show one unit's recorded flashes, calibrations and bench runs."),
     "ports": ("soma.commands.ports", "List serial ports and which are Soma units or blank MicroPython boards."),
     "provision": ("soma.commands.provision", "Give a unit its sanctuary key and bed id (key never printed)."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
@@ -31,7 +33,8 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        return importlib.import_module(entry[0]).command
+        module, _, attribute = entry[0].partition(":")
+        return getattr(importlib.import_module(module), attribute or "command")
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

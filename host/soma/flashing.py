@@ -146,6 +146,7 @@ class Image:
 @dataclass
 class FlashResult:
     port: str
+    serial: str
     status: str  # installed | unchanged | rolled_back
     firmware_hash: str
     slot: str
@@ -158,6 +159,10 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
     """Flash `image` onto the unit behind `link` (a UnitLink); return a FlashResult."""
     started = time.monotonic()
     report = progress or (lambda done, total, what: None)
+    running = _running_firmware(link)
+    if running is not None and running[1].hex() == image.firmware_hash:
+        # The very image, confirmed and running: nothing to do, and nothing interrupted.
+        return FlashResult(link.port, _serial(running), "unchanged", image.firmware_hash, "", 0, 0, _since(started))
     with link.raw_repl():
         link.exec(_UNIT_HELPERS)
         unit = json.loads(link.exec("_state()"))
@@ -166,7 +171,12 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
         state, active = unit["state"], unit["manifest"]
         if state and state.get("state") == "confirmed" and active == image.manifest:
             link.soft_reset()  # back to the application, untouched
-            return FlashResult(link.port, "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started))
+            info = _info_when_up(link.management(), CONFIRM_TIMEOUT_S)
+            if info is None:
+                raise SomaError(f"{link.port}: the unit did not come back after its reset (timeout)")
+            return FlashResult(
+                link.port, _serial(info), "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started)
+            )
         old_slot = state["slot"] if state else None
         new_slot = "b" if old_slot == "a" else "a"
         target = "slot_" + new_slot
@@ -203,42 +213,65 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
         trial = {"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot}
         link.exec(f"_write('boot.json', {json.dumps(trial)!r})")  # the switch: one rename
         link.soft_reset()
-    status = _await_confirmation(link, image, confirm_timeout)
-    return FlashResult(link.port, status, image.firmware_hash, new_slot, len(to_send), bytes_sent, _since(started))
+    status, info = _await_confirmation(link, image, confirm_timeout)
+    return FlashResult(
+        link.port, _serial(info), status, image.firmware_hash, new_slot, len(to_send), bytes_sent, _since(started)
+    )
 
 
 def _await_confirmation(link, image, timeout):
-    """'installed' once the new firmware reports itself confirmed; 'rolled_back' if the unit
-    came back on its previous slot instead."""
+    """('installed', info) once the new firmware reports itself confirmed; ('rolled_back',
+    info) if the unit came back on its previous slot instead."""
     from soma_protocol import schema
 
     confirmed = int(schema.BootState.encmapping["confirmed"])
     rolled_back = int(schema.BootState.encmapping["rolled_back"])
     client = link.management()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            info = client.request("info", timeout=2)
-        except ManagementTimeout:
-            continue
-        boot_state, firmware_hash = info[12], info[1].hex()
-        if boot_state == confirmed and firmware_hash == image.firmware_hash:
-            return "installed"
-        if boot_state == rolled_back:
-            return "rolled_back"
-        time.sleep(0.2)
-    # Never confirmed: a reset makes the boot loader abandon the trial slot.
-    with link.raw_repl():
-        pass
-    link.soft_reset()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.request("info", timeout=2)[12] == rolled_back:
-                return "rolled_back"
-        except ManagementTimeout:
-            continue
+    for attempt in range(2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = _info_when_up(client, deadline - time.monotonic())
+            if info is None:
+                break
+            if info[12] == confirmed and info[1].hex() == image.firmware_hash:
+                return "installed", info
+            if info[12] == rolled_back:
+                return "rolled_back", info
+            time.sleep(0.2)
+        if attempt == 0:
+            # Never confirmed: a reset makes the boot loader abandon the trial slot.
+            with link.raw_repl():
+                pass
+            link.soft_reset()
     raise SomaError(f"{link.port}: the unit did not come back after flashing (timeout)")
+
+
+def _running_firmware(link):
+    """The info of a Soma application running confirmed on the unit, or None (blank, at the
+    REPL, or on trial)."""
+    from soma_protocol import schema
+
+    try:
+        info = link.management().request("info", timeout=0.5)
+    except ManagementTimeout:
+        return None
+    return info if info[12] == int(schema.BootState.encmapping["confirmed"]) else None
+
+
+def _info_when_up(client, timeout):
+    """The unit's info once its firmware answers (a request sent while it restarts is lost:
+    ask again), or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return client.request("info", timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+        except ManagementTimeout:
+            continue
+    return None
+
+
+def _serial(info):
+    return info[3].decode(errors="replace")
 
 
 def _deflate(data):

@@ -19,22 +19,29 @@ Examples:
 @click.option("--firmware", type=click.Path(file_okay=False, exists=True), help="Firmware tree (default: firmware/).")
 @click.option("--baud", default=115200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per unit.")
-def command(ports, firmware, baud, as_json):
+@click.option("--db", help="Traceability database (URL or SQLite file; default: $SOMA_DB or the user's).")
+@click.option("--station", help="This station's name in the records (default: the host name).")
+@click.option("--operator", default="", help="Who runs the flash, for the records.")
+def command(ports, firmware, baud, as_json, db, station, operator):
     """Compile, diff, send compressed, verify, switch atomically; wait for the new firmware
     to confirm itself, or report the unit's own rollback."""
     from ..errors import SomaError
     from ..flashing import Image, flash
+    from ..traceability import Records
     from ..unit import UnitLink
 
+    records = Records(db)
     image = Image.build(firmware)
     progress = _progress(ports, as_json)
 
     def one(port):
         try:
             with UnitLink(port, baud) as link:
-                return flash(link, image, progress=progress.updater(port))
+                result = flash(link, image, progress=progress.updater(port))
         except SomaError as exc:
             return exc
+        records.record(result.serial, "flash", result.status, result.firmware_hash, station, operator, result.__dict__)
+        return result
 
     with progress, ThreadPoolExecutor(max_workers=len(ports)) as pool:
         results = list(pool.map(one, ports))
