@@ -12,6 +12,7 @@ from .errors import SomaError
 
 # name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
 COMMANDS = {
+    "calibrate": ("soma.commands.calibrate", "Calibrate a unit's thermistors in the calibration bath."),
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),
     "info": ("soma.commands.info", "Show a unit's identity, versions, calibration and faults."),

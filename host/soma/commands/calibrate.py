@@ -1,0 +1,50 @@
+"""soma calibrate: multi-point thermistor calibration of a unit in the calibration bath."""
+
+import json
+
+import click
+
+EPILOG = """\b
+Examples:
+  soma calibrate --port /dev/pts/7 --bath /dev/pts/9
+  soma calibrate --port /dev/pts/7 --bath /dev/pts/9 --points 15,25,35,42 --json
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--port", required=True, help="Serial port of the unit (placed in the bath).")
+@click.option("--bath", "bath_port", required=True, help="Serial port of the calibration bath.")
+@click.option("--points", default="15,22,29,36,42", show_default=True, help="Set points, degC, comma-separated.")
+@click.option("--residual-limit", default=0.05, show_default=True, type=float, help="Largest fit residual, degC.")
+@click.option("--settle-timeout", default=900, show_default=True, type=float, help="Seconds to wait per point.")
+@click.option("--db", help="Traceability database (URL or SQLite file).")
+@click.option("--station", help="This station's name in the records (default: the host name).")
+@click.option("--operator", default="", help="Who calibrates, for the records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def command(port, bath_port, points, residual_limit, settle_timeout, db, station, operator, as_json):
+    """Settle the bath at each point, fit Steinhart-Hart per sensor, refuse a poor fit, write
+    and read back the record, then measure every point again and report before and after."""
+    from ..calibration import Bath, calibrate
+    from ..errors import SomaError
+    from ..serial_link import SerialLink
+    from ..traceability import Records
+
+    try:
+        set_points = tuple(float(value) for value in points.split(","))
+    except ValueError:
+        raise SomaError(f"--points: not a list of temperatures: {points!r}") from None
+    if len(set_points) < 3:
+        raise SomaError("--points: at least three set points are needed for a Steinhart-Hart fit")
+    records = Records(db)
+    with SerialLink(bath_port, 9600) as bath_link, SerialLink(port) as link:
+        report = calibrate(
+            link.management(), Bath(bath_link), set_points, residual_limit, settle_timeout, station or ""
+        )
+    records.record(report.serial, "calibrate", "pass", station=station, operator=operator, details=report.__dict__)
+    if as_json:
+        click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c}))
+        return
+    click.echo(f"{report.serial}: calibrated, generation {report.generation}")
+    for point, before, after in zip(set_points, report.before_c, report.after_c, strict=True):
+        cells = "  ".join(f"{name} {before[name]:+.3f} -> {after[name]:+.3f}" for name in before)
+        click.echo(f"  {point:5.1f} degC  {cells}")
