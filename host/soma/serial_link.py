@@ -11,21 +11,25 @@ from .management import ManagementClient
 
 
 class SerialLink:
+    IDLE_TIMEOUT = 0  # the port's read timeout between our own reads
+
     def __init__(self, port, baud=115200):
+        self.port = port
+        self._serial = self._open(port, baud)
+
+    def _open(self, port, baud):
         try:
-            self._serial = serial.Serial(port, baud, timeout=0, exclusive=True)
+            return serial.Serial(port, baud, timeout=self.IDLE_TIMEOUT, exclusive=True)
         except serial.SerialException as exc:
             raise SomaError(f"cannot open {port}: {_reason(exc)}") from None
-        self.port = port
 
     def read(self, timeout):
         """Bytes waiting on the line, waiting up to `timeout` seconds for the first."""
         self._serial.timeout = timeout
         first = self._serial.read(1)
-        if not first:
-            return b""
-        self._serial.timeout = 0
-        return first + self._serial.read(self._serial.in_waiting or 0)
+        rest = self._serial.read(self._serial.in_waiting) if first else b""
+        self._serial.timeout = self.IDLE_TIMEOUT
+        return first + rest
 
     def write(self, data):
         self._serial.write(data)
@@ -46,7 +50,7 @@ class SerialLink:
 
 def _reason(exc):
     text = str(exc)
-    if "No such file" in text or "could not open port" in text and "2]" in text:
+    if "No such file" in text or ("could not open port" in text and "2]" in text):
         return "no such port"
     if "busy" in text.lower() or "lock" in text.lower():
         return "port busy"

@@ -13,35 +13,22 @@ from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 from .errors import SomaError
-from .management import ManagementClient, ManagementTimeout
+from .serial_link import SerialLink
 
 
-class UnitLink:
-    def __init__(self, port, baud=115200):
+class UnitLink(SerialLink):
+    """A SerialLink whose port mpremote's transport opened, so the REPL can share it."""
+
+    IDLE_TIMEOUT = 1  # finite: mpremote reads pseudo-terminals byte by byte with it
+
+    def _open(self, port, baud):
         if not os.path.exists(port):
             raise SomaError(f"{port}: no such port")
         try:
-            # A finite timeout: mpremote reads pseudo-terminals byte by byte with it.
-            self.transport = SerialTransport(port, baudrate=baud, exclusive=True, timeout=1)
+            self.transport = SerialTransport(port, baudrate=baud, exclusive=True, timeout=self.IDLE_TIMEOUT)
         except TransportError:
             raise SomaError(f"{port}: cannot open it (busy, or not a serial port)") from None
-        self.port = port
-        self._serial = self.transport.serial
-
-    # ---- the byte line, for the management client
-    def read(self, timeout):
-        self._serial.timeout = timeout
-        first = self._serial.read(1)
-        rest = self._serial.read(self._serial.in_waiting) if first else b""
-        self._serial.timeout = 1
-        return first + rest
-
-    def write(self, data):
-        self._serial.write(data)
-        self._serial.flush()
-
-    def management(self):
-        return ManagementClient(self.read, self.write)
+        return self.transport.serial
 
     # ---- the REPL
     @contextmanager
@@ -90,11 +77,3 @@ class UnitLink:
     def close(self):
         self.transport.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-__all__ = ["UnitLink", "ManagementTimeout"]
