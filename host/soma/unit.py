@@ -76,4 +76,3 @@ class UnitLink(SerialLink):
 
     def close(self):
         self.transport.close()
-
