@@ -51,10 +51,11 @@ def test_outputs_telemetry_and_watchdog_over_the_sim_link(bed):
 
 
 def test_the_heap_stays_within_budget(bed):
+    feed(bed, 8.0, PAD_30C)  # enough ticks that one late tick on a busy host is a ratio, not a verdict
     stats = bed.client.request("loop_stats")
     heap_used = stats[9]
     assert 0 < heap_used <= 80 * 1024
-    assert stats[1] == 0  # no overruns
+    assert stats[1] / stats[0] <= 0.001  # overruns within the SPEC bar (0.1 %)
 
 
 def test_open_thermistor_turns_its_zone_off_and_is_reported(bed):
