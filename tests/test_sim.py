@@ -154,6 +154,23 @@ def test_stock_mpremote_execs_lists_and_copies(request, unit, tmp_path):
     assert (Path(bed.line.flash_dir) / "hello.txt").read_text() == "hello from the host\n"
 
 
+def test_stock_mpremote_soft_resets_into_the_raw_repl_as_on_a_board(blank, tmp_path):
+    # Without `resume`, mpremote soft-resets in the raw REPL and expects the raw REPL back
+    # (boards skip main.py then); the virtual bed must do the same or mpremote hangs.
+    source = tmp_path / "tree"
+    source.mkdir()
+    (source / "a.txt").write_text("one\n")
+    result = subprocess.run(
+        [MPREMOTE, "connect", blank.port, "fs", "cp", "-r", str(source), ":."],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (Path(blank.line.flash_dir) / "tree" / "a.txt").read_text() == "one\n"
+    assert blank.line.resets[SOFT] >= 1
+
+
 @pytest.mark.parametrize(
     ("kind", "index", "fault"),
     [

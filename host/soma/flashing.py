@@ -7,13 +7,18 @@ a *trial* of the new slot. After a reset the new firmware must confirm itself (h
 self-checks) within the bound; a trial slot that boots again unconfirmed is abandoned
 by the boot loader for the previous slot, and the flasher reports the rollback.
 
-Files unchanged since the active slot are copied on the unit; only changed ones cross
-the line, deflate-compressed and base64-encoded through the raw REPL.
+Files unchanged since the active slot are copied on the unit; the changed ones cross the
+line as one deflate stream, sent as raw bytes to code on the unit that reads its stdin:
+no base64, no exec per chunk. The stream goes in blocks the unit acknowledges (at most
+WINDOW blocks in flight, so a UART's receive buffer never overflows), and the few bytes
+a line or a REPL would act on (Ctrl-A..E, CR, LF, ^Z, ^\\) are escaped, so neither a
+terminal nor a REPL that a power cut left behind can take the stream for commands.
 """
 
 import base64
 import hashlib
 import json
+import re
 import tempfile
 import time
 import zlib
@@ -28,13 +33,22 @@ from .firmware_build import compile_tree
 from .management import ManagementTimeout
 
 MPY_MAJOR = 6  # mpy-cross 1.29 emits .mpy v6.x: the unit's sys.implementation._mpy & 0xFF must match
-CHUNK = 1024  # raw bytes per transfer command: the unit decodes each in a few KB of heap
-WINDOW_BITS = 10
+BLOCK = 1024  # wire bytes per acknowledged block
+WINDOW = 2  # blocks in flight
+ACK = b"+"
+ESCAPE = 0x1B  # the unit's _Wire looks for b'\\x1b'
+_ESCAPED = re.compile(rb"[\x01-\x05\n\r\x1a-\x1c]")  # Ctrl-A..E, LF, CR, ^Z, ESC, ^\
+# The decompressor allocates the window the stream's header names; the unit gets the
+# largest it can allocate in one piece with WINDOW_SPARE bytes to spare (_window on the unit).
+MIN_WINDOW_BITS, MAX_WINDOW_BITS = 9, 15
+WINDOW_SPARE = 8192
 CONFIRM_TIMEOUT_S = 20.0
+BOOT_POLL_S = 0.05  # a request sent while the unit restarts is lost: ask again this often
 
 # Runs on the unit (raw REPL): the flasher's helpers, defined once per session. The
 # application's modules are dropped first so the transfer has the heap to itself.
-_UNIT_HELPERS = """
+# They cross the line compressed: _unit_helpers() wraps them in their own unpacker.
+_DROP_APPLICATION = """
 _g = globals()
 for _k in list(_g):
     if not _k.startswith('_'):
@@ -44,49 +58,55 @@ for _m in list(sys.modules):
     del sys.modules[_m]
 gc.collect()
 import os, json, hashlib, io, deflate, binascii
+"""
+_UNIT_HELPERS = """
 def _sha(p):
     h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        while True:
-            b = f.read(512)
-            if not b:
-                break
-            h.update(b)
+    try:
+        with open(p, 'rb') as f:
+            while True:
+                b = f.read(512)
+                if not b:
+                    break
+                h.update(b)
+    except OSError:
+        return ''
     return binascii.hexlify(h.digest()).decode()
 def _ls(d):
     try:
         return [n for n in os.listdir(d) if n != 'manifest.json']
     except OSError:
         return []
-def _state():
+def _load(p):
     try:
-        with open('boot.json') as f:
-            s = json.load(f)
+        with open(p) as f:
+            return json.load(f)
     except (OSError, ValueError):
-        s = None
-    m = None
-    if s:
+        return None
+def _state():
+    s = _load('boot.json')
+    m = _load('slot_' + s['slot'] + '/manifest.json') if s else None
+    print(json.dumps({'state': s, 'manifest': m, 'mpy': sys.implementation._mpy,
+                      'window': _window(), 'loader': _sha('main.py')}))
+def _window():
+    for bits in range(_MAX_BITS_, _MIN_BITS_ - 1, -1):
+        gc.collect()
         try:
-            with open('slot_' + s['slot'] + '/manifest.json') as f:
-                m = json.load(f)
-        except (OSError, ValueError):
+            bytearray((1 << bits) + _SPARE_)
+            return bits
+        except MemoryError:
             pass
-    print(json.dumps({'state': s, 'manifest': m, 'mpy': sys.implementation._mpy}))
-def _prepare(d, keep):
+    return 0
+def _prepare(d):
     try:
         os.mkdir(d)
     except OSError:
         pass
-    for n in _ls(d):
-        if n not in keep:
-            os.remove(d + '/' + n)
     try:
         os.remove(d + '/manifest.json')
     except OSError:
         pass
-def _put(path, data, first):
-    with open(path, 'wb' if first else 'ab') as f:
-        f.write(deflate.DeflateIO(io.BytesIO(binascii.a2b_base64(data)), deflate.ZLIB).read())
+    print(json.dumps({n: _sha(d + '/' + n) for n in _ls(d)}))
 def _copy(src, dst):
     with open(src, 'rb') as a, open(dst, 'wb') as b:
         while True:
@@ -94,13 +114,86 @@ def _copy(src, dst):
             if not c:
                 break
             b.write(c)
-def _hashes(d):
-    print(json.dumps({n: _sha(d + '/' + n) for n in _ls(d)}))
+class _Wire(io.IOBase):
+    def __init__(self, size):
+        self.left = size
+        self.raw = bytearray(_BLOCK_)
+        self.plain = bytearray(_BLOCK_)
+        self.n = self.p = 0
+        self.esc = False
+    def readinto(self, b):
+        while self.p == self.n:
+            if not self.left:
+                return 0
+            self._block()
+        k = min(len(b), self.n - self.p)
+        b[:k] = memoryview(self.plain)[self.p:self.p + k]
+        self.p += k
+        return k
+    def _block(self):
+        k = min(self.left, _BLOCK_)
+        raw = memoryview(self.raw)
+        got = 0
+        while got < k:
+            got += sys.stdin.buffer.readinto(raw[got:k])
+        self.left -= k
+        sys.stdout.write('_ACK_')
+        src, dst, i, m = self.raw, self.plain, 0, 0
+        if self.esc:
+            dst[0] = src[0] ^ 64
+            i = m = 1
+        esc = False
+        while i < k:
+            j = src.find(b'\\x1b', i, k)
+            if j < 0:
+                j = k
+            dst[m:m + j - i] = raw[i:j]
+            m += j - i
+            if j >= k - 1:
+                esc = j == k - 1
+                break
+            dst[m] = src[j + 1] ^ 64
+            m += 1
+            i = j + 2
+        self.esc = esc
+        self.n, self.p = m, 0
+def _recv(size):
+    z = deflate.DeflateIO(_Wire(size), deflate.ZLIB)
+    files = json.loads(z.read(int.from_bytes(z.read(2), 'little')))
+    mv = memoryview(bytearray(512))
+    for path, n in files:
+        with open(path, 'wb') as f:
+            while n:
+                got = z.readinto(mv[:min(n, 512)])
+                if not got:
+                    raise OSError('stream ended early')
+                f.write(mv[:got])
+                n -= got
+def _rm(d, names):
+    for n in names:
+        os.remove(d + '/' + n)
 def _write(path, text):
     with open(path + '.tmp', 'w') as f:
         f.write(text)
     os.rename(path + '.tmp', path)
+def _finish(d, tree, firmware, protocol, loader, trial):
+    h = {n: _sha(d + '/' + n) for n in _ls(d)}
+    t = '{' + ', '.join('"%s": "%s"' % (n, h[n]) for n in sorted(h)) + '}'
+    ok = binascii.hexlify(hashlib.sha256(t).digest()).decode() == tree
+    if loader and _sha('main.py.new') != loader:
+        ok = False
+        h['main.py'] = ''
+    if ok:
+        _write(d + '/manifest.json', json.dumps({'files': h, 'firmware_hash': firmware, 'protocol_hash': protocol}))
+        if loader:
+            os.rename('main.py.new', 'main.py')
+        _write('boot.json', trial)
+    print(json.dumps({'ok': ok, 'files': {} if ok else h}))
 """
+_SETTINGS = {"_BLOCK_": BLOCK, "_ACK_": ACK.decode(), "_SPARE_": WINDOW_SPARE}
+_SETTINGS.update({"_MAX_BITS_": MAX_WINDOW_BITS, "_MIN_BITS_": MIN_WINDOW_BITS})
+for _placeholder, _value in _SETTINGS.items():
+    _UNIT_HELPERS = _UNIT_HELPERS.replace(_placeholder, str(_value))
 
 
 @dataclass
@@ -118,10 +211,9 @@ class Image:
             compile_tree(out, source)
             files = {path.name: path.read_bytes() for path in sorted(Path(out).glob("*.mpy"))}
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-        firmware_hash = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
         manifest = {
             "files": hashes,
-            "firmware_hash": firmware_hash,
+            "firmware_hash": _tree_hash(hashes)[:16],
             "protocol_hash": f"{ir.protocol_hash():08x}",
         }
         return cls(files, manifest, (source / "main.py").read_bytes())
@@ -129,6 +221,10 @@ class Image:
     @property
     def firmware_hash(self):
         return self.manifest["firmware_hash"]
+
+    @property
+    def tree_hash(self):
+        return _tree_hash(self.manifest["files"])
 
     def install(self, flash_dir):
         """Write this image straight into a flash directory, confirmed in slot a: what a
@@ -141,6 +237,11 @@ class Image:
         (slot / "manifest.json").write_text(json.dumps(self.manifest))
         (root / "main.py").write_bytes(self.bootloader)
         (root / "boot.json").write_text(json.dumps({"slot": "a", "state": "confirmed", "tries": 0}))
+
+
+def _tree_hash(hashes):
+    """SHA-256 over every file's name and SHA-256: the unit computes the same to verify."""
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -164,7 +265,8 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
         # The very image, confirmed and running: nothing to do, and nothing interrupted.
         return FlashResult(link.port, _serial(running), "unchanged", image.firmware_hash, "", 0, 0, _since(started))
     with link.raw_repl():
-        link.exec(_UNIT_HELPERS)
+        link.exec(_DROP_APPLICATION)
+        link.exec(_unit_helpers())
         unit = json.loads(link.exec("_state()"))
         if unit["mpy"] & 0xFF != MPY_MAJOR:
             raise SomaError(f"{link.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
@@ -182,41 +284,86 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
         target = "slot_" + new_slot
         wanted = image.manifest["files"]
         old_files = (active or {}).get("files", {})
-        link.exec(f"_prepare({target!r}, {sorted(wanted)!r})")
-        present = json.loads(link.exec(f"_hashes({target!r})"))
-        to_send, bytes_sent, done = [], 0, 0
+        present = json.loads(link.exec(f"_prepare({target!r})"))  # left by an interrupted flash
+        stale = sorted(set(present) - set(wanted))
+        if stale:
+            link.exec(f"_rm({target!r}, {stale!r})")
+        to_send = []
         for name, digest in wanted.items():
             if present.get(name) == digest:
                 continue
             if old_files.get(name) == digest and old_slot:
                 link.exec(f"_copy('slot_{old_slot}/{name}', '{target}/{name}')")
             else:
-                to_send.append(name)
-        total = sum(len(image.files[name]) for name in to_send)
-        for name in to_send:
-            data = image.files[name]
-            for offset in range(0, len(data), CHUNK):
-                packed = base64.b64encode(_deflate(data[offset : offset + CHUNK])).decode()
-                link.exec(f"_put('{target}/{name}', {packed!r}, {offset == 0})")
-                bytes_sent += len(packed)
-                done += min(CHUNK, len(data) - offset)
-                report(done, total, name)
-        hashes = json.loads(link.exec(f"_hashes({target!r})"))
-        if hashes != wanted:
-            bad = sorted(name for name in wanted if hashes.get(name) != wanted[name])
+                to_send.append((f"{target}/{name}", image.files[name]))
+        loader_hash = hashlib.sha256(image.bootloader).hexdigest()
+        if unit["loader"] != loader_hash:
+            to_send.append(("main.py.new", image.bootloader))  # renamed into place by the switch
+        else:
+            loader_hash = ""
+        if not unit["window"]:
+            needed = 2**MIN_WINDOW_BITS + WINDOW_SPARE
+            raise SomaError(f"{link.port}: the unit has no {needed} bytes of heap free to unpack into")
+        bytes_sent = _send(link, to_send, unit["window"], report) if to_send else 0
+        trial = json.dumps({"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot})
+        # Verify every file; only then the manifest, the boot loader and the switch.
+        firmware, protocol = image.manifest["firmware_hash"], image.manifest["protocol_hash"]
+        arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, loader_hash, trial)))
+        verdict = json.loads(link.exec(f"_finish({arguments})"))
+        if not verdict["ok"]:
+            found = verdict["files"]
+            bad = sorted(name for name in {*wanted, *found} if found.get(name) != wanted.get(name))
             raise SomaError(f"{link.port}: verification failed on the unit for {', '.join(bad)}")
-        link.exec(f"_write('{target}/manifest.json', {json.dumps(image.manifest)!r})")
-        if link.exec("print(_sha('main.py') if 'main.py' in os.listdir() else '')").strip().decode() != (
-            hashlib.sha256(image.bootloader).hexdigest()
-        ):
-            link.exec(f"_write('main.py', {image.bootloader.decode()!r})")
-        trial = {"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot}
-        link.exec(f"_write('boot.json', {json.dumps(trial)!r})")  # the switch: one rename
         link.soft_reset()
     status, info = _await_confirmation(link, image, confirm_timeout)
+    files_sent = sum(1 for path, _ in to_send if path.startswith(target))
     return FlashResult(
-        link.port, _serial(info), status, image.firmware_hash, new_slot, len(to_send), bytes_sent, _since(started)
+        link.port, _serial(info), status, image.firmware_hash, new_slot, files_sent, bytes_sent, _since(started)
     )
+
+
+def _send(link, files, window_bits, report):
+    """Stream `files` [(path on the unit, bytes)] behind a header that lists them, as one
+    compressed, escaped, acknowledged byte stream into the unit's _recv; return the bytes
+    that crossed the line."""
+    listing = json.dumps([[path, len(data)] for path, data in files]).encode()
+    files = [("", len(listing).to_bytes(2, "little") + listing), *files]
+    total = sum(len(data) for _, data in files)
+    packer = zlib.compressobj(9, zlib.DEFLATED, window_bits)
+    wire = _escape(packer.compress(b"".join(data for _, data in files)) + packer.flush())
+    blocks = [wire[start : start + BLOCK] for start in range(0, len(wire), BLOCK)]
+
+    def feed(serial):
+        acked = 0
+        for index, block in enumerate(blocks):
+            if index >= WINDOW:
+                answer = serial.read(1)
+                if answer != ACK:
+                    return answer  # the unit stopped (an error, or silence): let exec report it
+                acked += 1
+                report(min(total, total * acked // len(blocks)), total, "")
+            serial.write(block)
+        while acked < len(blocks):
+            answer = serial.read(1)
+            if answer != ACK:
+                return answer
+            acked += 1
+        report(total, total, "")
+        return b""
+
+    link.exec(f"_recv({len(wire)})", feed=feed)
+    return len(wire)
+
+
+def _unit_helpers():
+    """The helpers as code that unpacks and runs them on the unit (a third of the bytes)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, MIN_WINDOW_BITS)
+    packed = base64.b64encode(packer.compress(_UNIT_HELPERS.encode()) + packer.flush()).decode()
+    return f"exec(deflate.DeflateIO(io.BytesIO(binascii.a2b_base64({packed!r})), deflate.ZLIB).read())"
+
+
+def _escape(data):
+    return _ESCAPED.sub(lambda match: bytes((ESCAPE, match[0][0] ^ 0x40)), data)
 
 
 def _await_confirmation(link, image, timeout):
@@ -237,7 +384,7 @@ def _await_confirmation(link, image, timeout):
                 return "installed", info
             if info[12] == rolled_back:
                 return "rolled_back", info
-            time.sleep(0.2)
+            time.sleep(BOOT_POLL_S)
         if attempt == 0:
             # Never confirmed: a reset makes the boot loader abandon the trial slot.
             with link.raw_repl():
@@ -252,7 +399,7 @@ def _running_firmware(link):
     from soma_protocol import schema
 
     try:
-        info = link.management().request("info", timeout=0.5)
+        info = link.management().request("info", timeout=0.3, noise_fails=True)
     except ManagementTimeout:
         return None
     return info if info[12] == int(schema.BootState.encmapping["confirmed"]) else None
@@ -264,7 +411,7 @@ def _info_when_up(client, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return client.request("info", timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            return client.request("info", timeout=min(BOOT_POLL_S, max(0.05, deadline - time.monotonic())))
         except ManagementTimeout:
             continue
     return None
@@ -272,13 +419,6 @@ def _info_when_up(client, timeout):
 
 def _serial(info):
     return info[3].decode(errors="replace")
-
-
-def _deflate(data):
-    """zlib stream with a 1 KiB window: the unit's decompressor allocates the window the
-    header asks for, and 32 KiB (zlib's default) may not exist in its heap."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, WINDOW_BITS)
-    return packer.compress(data) + packer.flush()
 
 
 def _since(started):

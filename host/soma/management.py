@@ -21,6 +21,11 @@ class ManagementTimeout(TimeoutError):
     """No answer in time."""
 
 
+class NotFirmware(ManagementTimeout):
+    """The line answered with something other than frames: a REPL (echoing our request), not
+    the Soma firmware."""
+
+
 class DeviceError(RuntimeError):
     """The unit answered a request with an error frame."""
 
@@ -40,17 +45,22 @@ class ManagementClient:
         self.telemetry = deque(maxlen=1000)  # value lists, newest last
         self.events = deque(maxlen=1000)  # (message name, value list)
         self.bad_frames = 0
+        self.echoes = 0  # request frames received: a unit never sends them, a REPL echoes ours
 
-    def request(self, message, values=(), timeout=2.0):
-        """Send one request; return the response's payload values."""
+    def request(self, message, values=(), timeout=2.0, noise_fails=False):
+        """Send one request; return the response's payload values. With `noise_fails`, a
+        line that answers with anything but frames fails at once (NotFirmware): a quick probe."""
         self._seq = (self._seq + 1) & 0xFFFF or 1
         seq = self._seq
         msg = MESSAGES[message]
         payload = codec.encode(codec.payload_name(KINDS["request"], msg), list(values))
         self._write(framing.encode(codec.encode("frame", [KINDS["request"], seq, msg, payload])))
         deadline = time.monotonic() + timeout
+        noise = self._noise()
         while seq not in self._answers:
             left = deadline - time.monotonic()
+            if noise_fails and self._noise() > noise:
+                raise NotFirmware(f"no answer to {message}: the line answers with something else (a REPL?)")
             if left <= 0:
                 raise ManagementTimeout(f"no answer to {message} within {timeout} s")
             self.poll(min(left, 0.05))
@@ -58,6 +68,9 @@ class ManagementClient:
         if kind == KINDS["error"]:
             raise DeviceError(message, values[0], values[1])
         return values
+
+    def _noise(self):
+        return self.bad_frames + self.echoes + self._decoder.dropped
 
     def poll(self, timeout=0.0):
         """Take in whatever the unit sent (waiting up to `timeout` for the first bytes)."""
@@ -70,6 +83,8 @@ class ManagementClient:
                 continue
             if kind in (KINDS["response"], KINDS["error"]):
                 self._answers[seq] = (kind, values)
+            elif kind == KINDS["request"]:
+                self.echoes += 1
             elif kind == KINDS["telemetry"]:
                 self.telemetry.append(values)
             else:

@@ -59,10 +59,24 @@ class UnitLink(SerialLink):
         transport.in_raw_repl = True
         return True
 
-    def exec(self, code, timeout=30):
-        """Run code in the raw REPL; return what it printed. A device-side exception is a SomaError."""
+    def exec(self, code, timeout=30, feed=None):
+        """Run code in the raw REPL; return what it printed. A device-side exception is a SomaError.
+
+        With `feed`, the code reads its input from the line: `feed(serial)` is called once
+        the code runs, to send that input and read the code's answers on the way; it returns
+        the first byte it read that was not an answer (the code failed), or b"".
+        """
         try:
-            output, error = self.transport.exec_raw(code, timeout=timeout)
+            if feed is None:
+                output, error = self.transport.exec_raw(code, timeout=timeout)
+            else:
+                self.transport.exec_raw_no_follow(code)
+                unexpected = feed(self.transport.serial)
+                if unexpected == b"\x04":  # the end of the code's output: only its error follows
+                    output, error = b"", self.transport.read_until(1, b"\x04", timeout=timeout)[:-1]
+                else:
+                    output, error = self.transport.follow(timeout)
+                    output = unexpected + output
         except TransportError as exc:
             raise SomaError(f"{self.port}: {exc}") from None
         if error:

@@ -8,8 +8,10 @@ pty B outlives the process, so resets keep the port, as a USB-UART bridge does.
 
 Like a board: a flash directory with main.py boots it (`micropython -i main.py`, so the
 REPL follows when the application ends or is interrupted); without one the unit is blank
-and sits at the REPL. Ctrl-D at the friendly REPL ends the process, which the supervisor
-restarts as a soft reset (printing "MPY: soft reboot" as boards do); the firmware's own
+and sits at the REPL. Ctrl-D at the REPL ends the process, which the supervisor restarts
+as a soft reset (printing "MPY: soft reboot" as boards do). As on a board, a soft reset
+from the raw REPL skips main.py and comes back in the raw REPL (mpremote relies on it);
+the relay knows the mode from the Ctrl-A / Ctrl-B bytes the user sent. The firmware's own
 reset request, the simulator's watchdog and power cycles restart it as hard resets
 (`reset()`). The flash directory is kept across all of them.
 """
@@ -30,6 +32,7 @@ from .. import paths
 # Reset causes, as the firmware reports them (schema ResetCause).
 POWER_ON, HARD, WATCHDOG, SOFT = 1, 2, 3, 5
 SOFT_REBOOT_BANNER = b"MPY: soft reboot\r\n"
+ENTER_RAW_REPL, EXIT_RAW_REPL = 0x01, 0x02
 
 
 def _raw_terminal(fd, signals):
@@ -59,6 +62,7 @@ class VirtualBed:
         os.set_blocking(self._user_master, False)
         self._process = None
         self._bed_master = None
+        self._raw_repl = False  # the user's last mode switch (Ctrl-A raw, Ctrl-B friendly)
         self._retired = []  # pty A masters of ended processes: only the relay thread closes them
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -87,8 +91,9 @@ class VirtualBed:
     def blank(self):
         return not os.path.exists(os.path.join(self.flash_dir, "main.py"))
 
-    def _boot(self, cause):
-        """Start the process on a fresh pty A (call with the lock held, or before the relay)."""
+    def _boot(self, cause, raw_repl=False):
+        """Start the process on a fresh pty A (call with the lock held, or before the relay);
+        with `raw_repl`, main.py is skipped and the REPL put in raw mode."""
         master, slave = os.openpty()
         _raw_terminal(slave, signals=True)
         env = dict(
@@ -101,7 +106,7 @@ class VirtualBed:
             SOMA_SIM_RESET_CAUSE=str(cause),
         )
         command = [paths.micropython(), "-X", f"heapsize={self.heap}"]
-        if not self.blank:
+        if not self.blank and not raw_repl:
             command += ["-i", "main.py"]
         self._process = subprocess.Popen(
             command,
@@ -116,6 +121,9 @@ class VirtualBed:
         os.close(slave)
         os.set_blocking(master, False)
         self._bed_master = master
+        self._raw_repl = raw_repl
+        if raw_repl:
+            os.write(master, bytes([ENTER_RAW_REPL]))
         self.resets[cause] += 1
 
     def _kill(self):
@@ -156,6 +164,8 @@ class VirtualBed:
             for source in ready:
                 destination = self._user_master if source == bed else bed
                 data = _read(source)
+                if source == self._user_master:
+                    self._track_repl_mode(data)
                 if data and destination is not None:
                     self._send(destination, data, rate)
 
@@ -170,12 +180,17 @@ class VirtualBed:
             if rate:
                 time.sleep(len(chunk) / rate)
 
+    def _track_repl_mode(self, data):
+        switch = max(data.rfind(bytes([ENTER_RAW_REPL])), data.rfind(bytes([EXIT_RAW_REPL])))
+        if switch >= 0:
+            self._raw_repl = data[switch] == ENTER_RAW_REPL
+
     def _restart_after_exit(self, status):
         with self._lock:
             self._kill()
             if status == 0:  # Ctrl-D at the REPL ends the unix port: a board soft-resets
                 self._send(self._user_master, SOFT_REBOOT_BANNER, None)
-                self._boot(SOFT)
+                self._boot(SOFT, raw_repl=self._raw_repl)
             else:  # the interpreter itself died: as a board, it comes back from reset
                 self._boot(HARD)
 
