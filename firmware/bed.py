@@ -70,6 +70,7 @@ _MESSAGE_ID_SELF_TEST = const(10)
 _MESSAGE_ID_SET_TARGETS = const(16)
 _MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 _OCCUPANCY_UNKNOWN = const(0)
+_REBOOT_METHOD_WATCHDOG = const(1)
 _RECORD_KIND_CALIBRATION = const(1)
 _RECORD_KIND_COMFORT = const(3)
 _RECORD_KIND_CONFIG = const(2)
@@ -109,6 +110,8 @@ class Bed:
     def __init__(self, board, boot=None):
         self.board = board
         self.boot = boot  # main.Boot: the slot running and how to confirm it; None in tests
+        # Read once: parsing the manifest on every info request fragments the heap.
+        self.firmware_hash = self._read_firmware_hash()
         self.store = records.RecordStore(board.storage)
         self.record_flags = 0
         self.local_time = LocalTime(board.clock)
@@ -139,6 +142,7 @@ class Bed:
         self._next_beacon = _BEACON_TICKS
         self._radio_buf = bytearray(_BEACON_AIR_MAX)
         self._reboot_at = -1
+        self._reboot_by_watchdog = False
 
     # ---- records ----------------------------------------------------------------
 
@@ -221,6 +225,8 @@ class Bed:
             self.board.watchdog.feed()
         if self._reboot_at >= 0 and count >= self._reboot_at:
             self.board.outputs.all_off()
+            while self._reboot_by_watchdog:
+                pass  # hung on purpose: only the watchdog gets the unit out
             self.board.system.reset()
 
     def _boot_checks(self):
@@ -378,7 +384,7 @@ class Bed:
         self.supervisor.refresh()
         return [
             FIRMWARE_VERSION,
-            self._firmware_hash(),
+            self.firmware_hash,
             wire.PROTOCOL_HASH,
             hexlify(self.board.system.unique_id()),
             self.board.system.reset_cause(),
@@ -392,7 +398,7 @@ class Bed:
             self._boot_state(),
         ]
 
-    def _firmware_hash(self):
+    def _read_firmware_hash(self):
         text = self.boot.firmware_hash() if self.boot is not None else ""
         try:
             value = unhexlify(text)
@@ -504,6 +510,7 @@ class Bed:
 
     def _reboot(self, request):
         self._reboot_at = self.scheduler.ticks + 1 + request[0] // 10
+        self._reboot_by_watchdog = request[1] == _REBOOT_METHOD_WATCHDOG
         return []
 
     def _repl_handback(self, request):
@@ -547,6 +554,7 @@ class Bed:
 
     def _loop_stats(self, request):
         loop = self.scheduler
+        counts = self.verifier.counts if self.verifier is not None else None
         return [
             loop.ticks & 0xFFFFFFFF,
             loop.overruns & 0xFFFFFFFF,
@@ -560,6 +568,8 @@ class Bed:
             loop.heap_used,
             gc.mem_free(),
             loop.alloc_bytes_per_s & 0xFFFFFFFF,
+            counts[0] if counts else 0,
+            (sum(counts) - counts[0]) if counts else 0,
         ]
 
     def _set_targets(self, request):

@@ -103,7 +103,7 @@ def test_reboot_request_is_a_hard_reset(flashed):
         client.request("ping", [1], timeout=5)
         client.events.clear()  # the power-on boot event
         pid = flashed.line.pid
-        client.request("reboot", [0], timeout=5)
+        client.request("reboot", [0, 0], timeout=5)
         assert boot_events(client) == [HARD]
         assert flashed.line.pid != pid and flashed.line.resets[HARD] == 1
 
@@ -249,7 +249,7 @@ def test_slow_runaway_faults_are_detected_with_short_windows(tmp_path, kind, fau
             for name, value in limits.items():
                 config[fields.index(name)] = value
             client.request("config_write", config)
-            client.request("reboot", [0])  # limits apply at boot
+            client.request("reboot", [0, 0])  # limits apply at boot
             client.events.clear()
             assert boot_events(client)
             client.request("set_targets", [36_000, 36_000], timeout=5)

@@ -6,11 +6,21 @@ through the SB-1 divider, and a Steinhart-Hart curve (1/T = a + b ln R + c ln^3 
 per sensor by least squares. A fit whose residual exceeds the limit is refused; otherwise
 it is written to the unit, committed, read back, and every point is measured again with
 the calibrated firmware, so the report shows the error before and after.
+
+The bed sensor (BCG) channel gets a zero and a gain from the station's fixture: with its
+reference shaker off, the mean raw code over a few seconds gives the zero; with the shaker
+at a reference amplitude, a least-squares fit of a sine at the shaker's frequency (phase
+unknown) gives the amplitude the unit reads, and reference / measured is the gain. A zero
+or gain outside the limits means a broken channel: refused, nothing committed. After the
+commit the amplitude is measured again and corrected with the stored gain.
 """
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from soma_protocol import codec
 
 from .errors import SomaError
 
@@ -21,6 +31,16 @@ READINGS = 6  # averaged per point
 PULLUP_OHM = 10_000.0
 FULL_SCALE = 65_535
 KELVIN = 273.15
+
+BCG_CHANNEL = 5  # index of the bed sensor's raw code in read_sensors
+BCG_MIDSCALE = 32768
+BCG_REFERENCE_CODES = 4000  # shaker amplitude, nominal codes
+BCG_ZERO_S = 3.0
+BCG_AMPLITUDE_S = 4.0
+BCG_ZERO_LIMIT = 4000  # codes either side of mid scale
+BCG_GAIN_RANGE = (0.5, 2.0)
+SHAKER_SETTLE_S = 0.5
+Q16 = 1 << 16
 
 
 class Bath:
@@ -53,6 +73,16 @@ class Bath:
     def reference_c(self):
         return float(self.ask("MEAS:TEMP?"))
 
+    def set_shaker(self, codes):
+        """Set the reference shaker's amplitude (0: off) and confirm the bath took it."""
+        self._link.write(f"VIBR:AMPL {codes:g}\n".encode())
+        answer = self.ask("VIBR:AMPL?")
+        if float(answer) != codes:
+            raise SomaError(f"the calibration bath's shaker is at {answer} codes, not {codes:g}")
+
+    def shaker_hz(self):
+        return float(self.ask("VIBR:FREQ?"))
+
 
 def resistance_ohm(code):
     code = min(max(code, 1.0), FULL_SCALE - 1.0)
@@ -65,15 +95,29 @@ def fit_steinhart_hart(points):
     for resistance, temp_c in points:
         ln_r = math.log(resistance)
         rows.append(((1.0, ln_r, ln_r**3), 1.0 / (temp_c + KELVIN)))
-    normal = [[sum(x[i] * x[j] for x, _ in rows) for j in range(3)] for i in range(3)]
-    rhs = [sum(x[i] * y for x, y in rows) for i in range(3)]
-    return tuple(_solve(normal, rhs))
+    return tuple(_least_squares(rows))
+
+
+def fit_sine(samples, freq_hz):
+    """(amplitude, mean) of y = s sin(wt) + c cos(wt) + mean fitted to (t, y) samples."""
+    omega = 2 * math.pi * freq_hz
+    rows = [((math.sin(omega * t), math.cos(omega * t), 1.0), y) for t, y in samples]
+    s, c, mean = _least_squares(rows)
+    return math.hypot(s, c), mean
 
 
 def curve_c(coefficients, resistance):
     a, b, c = coefficients
     ln_r = math.log(resistance)
     return 1.0 / (a + b * ln_r + c * ln_r**3) - KELVIN
+
+
+def _least_squares(rows):
+    """Coefficients minimising the squared error over (x tuple, y) rows (normal equations)."""
+    n = len(rows[0][0])
+    normal = [[sum(x[i] * x[j] for x, _ in rows) for j in range(n)] for i in range(n)]
+    rhs = [sum(x[i] * y for x, y in rows) for i in range(n)]
+    return _solve(normal, rhs)
 
 
 def _solve(matrix, rhs):
@@ -84,7 +128,7 @@ def _solve(matrix, rhs):
         pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
         rows[col], rows[pivot] = rows[pivot], rows[col]
         if abs(rows[col][col]) < 1e-300:
-            raise SomaError("calibration points do not determine a curve (too few distinct temperatures)")
+            raise SomaError("calibration points do not determine a fit (too few distinct points)")
         for r in range(n):
             if r != col:
                 factor = rows[r][col] / rows[col][col]
@@ -100,6 +144,9 @@ class CalibrationReport:
     before_c: list = field(default_factory=list)  # per point: {sensor: unit - reference}
     after_c: list = field(default_factory=list)
     generation: int = 0
+    bcg_zero: int = 0  # codes: the BCG channel's rest code minus mid scale
+    bcg_gain: float = 1.0  # the committed gain (Q16 in the record)
+    bcg_error_after_pct: float = 0.0  # the corrected shaker amplitude's error after the commit
 
     @property
     def max_error_after_c(self):
@@ -125,14 +172,9 @@ def measure(client, bath, set_points, settle_timeout):
     return samples
 
 
-def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""):
-    """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
-    serial = client.request("info", timeout=3)[3].decode(errors="replace")
-    report = CalibrationReport(serial)
-    samples = measure(client, bath, set_points, settle_timeout)
-    report.before_c = [
-        {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples
-    ]
+def fit_thermistors(samples, residual_limit_c, report):
+    """The record's thermistor fields (a, b, c, residual in mK per sensor) from `measure`'s
+    samples, noted in `report`; a fit over the residual limit is refused."""
     values = []
     for i, name in enumerate(SENSORS):
         points = [(resistance_ohm(codes[i]), reference) for reference, codes, _ in samples]
@@ -145,12 +187,90 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
         report.coefficients[name] = coefficients
         report.residual_c[name] = round(residual, 4)
         values += [*coefficients, min(65535, round(residual * 1000))]  # residual in mK
-    values += [0, 1 << 16, int(time.time()), (station or "bench").encode()[:255]]
+    return values
+
+
+def sample_bcg(client, seconds):
+    """(time.monotonic(), raw BCG code) pairs for `seconds`, as fast as read_sensors answers;
+    each stamped midway between request and answer."""
+    samples = []
+    deadline = time.monotonic() + seconds
+    while (asked := time.monotonic()) < deadline:
+        code = client.request("read_sensors", timeout=3)[BCG_CHANNEL]
+        samples.append(((asked + time.monotonic()) / 2, code))
+    return samples
+
+
+@contextmanager
+def shaking(bath, codes):
+    """The reference shaker at `codes` inside the block, off after it (also on error)."""
+    bath.set_shaker(codes)
+    try:
+        time.sleep(SHAKER_SETTLE_S)  # let it reach its amplitude
+        yield
+    finally:
+        bath.set_shaker(0)
+
+
+def bcg_zero(client, bath):
+    """The BCG channel's mean code at rest minus mid scale (shaker off); refused past the limit."""
+    bath.set_shaker(0)
+    codes = [code for _, code in sample_bcg(client, BCG_ZERO_S)]
+    zero = round(sum(codes) / len(codes)) - BCG_MIDSCALE
+    if abs(zero) > BCG_ZERO_LIMIT:
+        raise SomaError(f"BCG channel: zero {zero:+d} codes beyond +-{BCG_ZERO_LIMIT}: a broken channel, not committed")
+    return zero
+
+
+def bcg_amplitude(client, bath, reference=BCG_REFERENCE_CODES):
+    """The amplitude (codes) the BCG channel reads with the shaker at `reference`."""
+    freq_hz = bath.shaker_hz()
+    with shaking(bath, reference):
+        return fit_sine(sample_bcg(client, BCG_AMPLITUDE_S), freq_hz)[0]
+
+
+def bcg_gain(amplitude, reference=BCG_REFERENCE_CODES):
+    """reference / amplitude; refused outside BCG_GAIN_RANGE (a dead or broken channel)."""
+    gain = reference / amplitude if amplitude > 0 else math.inf
+    low, high = BCG_GAIN_RANGE
+    if not low <= gain <= high:
+        raise SomaError(
+            f"BCG channel: gain {gain:.3f} outside {low}..{high} ({amplitude:.0f} codes read for a "
+            f"{reference}-code shake): a broken channel, not committed"
+        )
+    return gain
+
+
+def commit_record(client, values):
+    """Write, commit and read back the calibration record; its generation and stored fields."""
     client.request("calibration_write", values, timeout=5)
-    report.generation = client.request("calibration_commit", timeout=10)[0]
-    stored = client.request("calibration_read", timeout=5)
-    if stored[0] != 1 or stored[1] != report.generation:
+    generation = client.request("calibration_commit", timeout=10)[0]
+    stored = codec.nest("calibration_read_response", client.request("calibration_read", timeout=5))
+    written = codec.nest("calibration_data", values)
+    exact = ("bcg_zero", "bcg_gain_q16", "calibrated_at", "station")  # the coefficients come back as float32
+    if (stored["state"], stored["generation"]) != (1, generation) or any(
+        stored["data"][name] != written[name] for name in exact
+    ):
         raise SomaError("the calibration record read back does not match what was written")
+    return generation, stored["data"]
+
+
+def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""):
+    """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
+    serial = client.request("info", timeout=3)[3].decode(errors="replace")
+    report = CalibrationReport(serial)
+    samples = measure(client, bath, set_points, settle_timeout)
+    report.before_c = [
+        {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples
+    ]
+    values = fit_thermistors(samples, residual_limit_c, report)
+    report.bcg_zero = bcg_zero(client, bath)
+    gain_q16 = round(Q16 * bcg_gain(bcg_amplitude(client, bath)))
+    values += [report.bcg_zero, gain_q16, int(time.time()), (station or "bench").encode()[:255]]
+    report.generation, stored = commit_record(client, values)
+    report.bcg_gain = stored["bcg_gain_q16"] / Q16
+    corrected = bcg_amplitude(client, bath) * report.bcg_gain
+    report.bcg_error_after_pct = round(100 * (corrected / BCG_REFERENCE_CODES - 1), 3)
     after = measure(client, bath, set_points, settle_timeout)
     report.after_c = [
         {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in after

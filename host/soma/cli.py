@@ -12,6 +12,7 @@ from .errors import SomaError
 
 # name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
 COMMANDS = {
+    "bench": ("soma.commands.bench", "Bench-test a unit with a declarative plan; JUnit XML and JSON reports."),
     "calibrate": ("soma.commands.calibrate", "Calibrate a unit's thermistors in the calibration bath."),
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),

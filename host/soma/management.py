@@ -69,6 +69,11 @@ class ManagementClient:
             raise DeviceError(message, values[0], values[1])
         return values
 
+    def request_fields(self, message, values=(), timeout=2.0):
+        """request(), with the response as a dict of field name -> value (nested as declared)."""
+        answer = self.request(message, values, timeout)
+        return codec.nest(codec.payload_name(KINDS["response"], MESSAGES[message]), answer)
+
     def _noise(self):
         return self.bad_frames + self.echoes + self._decoder.dropped
 

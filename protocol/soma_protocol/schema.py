@@ -335,7 +335,18 @@ KeyIdResponse = Struct("key_id" / Bytes(4))  # first bytes of SHA-256(key): neve
 
 TelemetryControl = Struct("period_ms" / Int16ul)  # 0 stops the stream
 
-RebootRequest = Struct("delay_ms" / Int16ul)
+# reset: an orderly reset after the delay; watchdog: the loop hangs on purpose (outputs
+# off) so that the watchdog must reset the unit: the bench's watchdog check.
+RebootMethod = Enum(
+    Int8ul,
+    reset=0,
+    watchdog=1,
+)
+
+RebootRequest = Struct(
+    "delay_ms" / Int16ul,
+    "method" / RebootMethod,
+)
 
 # Pad set points while no program runs (clamped to 13..40 degC by the firmware); 0 turns a zone off.
 TargetsRequest = Struct(
@@ -425,6 +436,8 @@ LoopStats = Struct(
     "heap_used_bytes" / Int32ul,
     "heap_free_bytes" / Int32ul,
     "alloc_bytes_per_s" / Int32ul,  # allocated between idle-time collections
+    "radio_accepted" / Int32ul,  # beacons accepted since boot
+    "radio_rejected" / Int32ul,  # beacons malformed, foreign, unauthenticated or replayed
 )
 
 ErrorPayload = Struct(
@@ -613,4 +626,5 @@ ENUMS = {
     "AutotuneState": AutotuneState,
     "FaultCode": FaultCode,
     "BootState": BootState,
+    "RebootMethod": RebootMethod,
 }

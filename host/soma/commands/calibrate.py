@@ -1,4 +1,5 @@
-"""soma calibrate: multi-point thermistor calibration of a unit in the calibration bath."""
+"""soma calibrate: multi-point thermistor calibration of a unit in the calibration bath, and
+its bed sensor (BCG) channel's zero and gain against the bath fixture's reference shaker."""
 
 import json
 
@@ -22,8 +23,10 @@ Examples:
 @click.option("--operator", default="", help="Who calibrates, for the records.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(port, bath_port, points, residual_limit, settle_timeout, db, station, operator, as_json):
-    """Settle the bath at each point, fit Steinhart-Hart per sensor, refuse a poor fit, write
-    and read back the record, then measure every point again and report before and after."""
+    """Settle the bath at each point, fit Steinhart-Hart per sensor, refuse a poor fit; measure
+    the BCG channel's zero (shaker off) and gain (1 Hz reference shake), refuse a broken
+    channel; write and read back the record, then measure every point and the shake again
+    and report before and after."""
     from ..calibration import Bath, calibrate
     from ..errors import SomaError
     from ..serial_link import SerialLink
@@ -44,7 +47,16 @@ def command(port, bath_port, points, residual_limit, settle_timeout, db, station
     if as_json:
         click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c}))
         return
-    click.echo(f"{report.serial}: calibrated, generation {report.generation}")
+    click.echo("\n".join(report_lines(report, set_points)))
+
+
+def report_lines(report, set_points):
+    """The text report: each point's error before -> after per sensor, then the BCG channel."""
+    yield f"{report.serial}: calibrated, generation {report.generation}"
     for point, before, after in zip(set_points, report.before_c, report.after_c, strict=True):
         cells = "  ".join(f"{name} {before[name]:+.3f} -> {after[name]:+.3f}" for name in before)
-        click.echo(f"  {point:5.1f} degC  {cells}")
+        yield f"  {point:5.1f} degC  {cells}"
+    yield (
+        f"  BCG         zero {report.bcg_zero:+d} codes  gain {report.bcg_gain:.4f}"
+        f"  amplitude error after {report.bcg_error_after_pct:+.2f} %"
+    )

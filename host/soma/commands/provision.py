@@ -31,7 +31,7 @@ def command(port, sanctuary_id, bed_id, key_file, new_key_file, baud, as_json):
     if bool(key_file) == bool(new_key_file):
         raise SomaError("give exactly one of --key FILE or --new-key FILE")
     if key_file:
-        key = _read_key(key_file)
+        key = read_key(key_file)
     else:
         if os.path.exists(new_key_file):
             raise SomaError(f"{new_key_file} exists: refusing to overwrite a key (use --key)")
@@ -47,7 +47,7 @@ def command(port, sanctuary_id, bed_id, key_file, new_key_file, baud, as_json):
         click.echo(f"{port}: sanctuary {sanctuary_id}, bed {bed_id}, key id {key_id}")
 
 
-def _read_key(path):
+def read_key(path):
     from ..errors import SomaError
 
     try:

@@ -103,6 +103,13 @@ class Sanctuary:
         for number in numbers:
             self.beds[number - 1].world.bath = self.bath if inside else None
 
+    def place_in_fixture(self, *numbers, inside=True):
+        """Put beds (numbered from 1) into the station's bench fixture (shield box with the
+        reference radio, photodiode, accelerometer, shaker), or take them out; their pads
+        stay on the bed, at room temperature."""
+        for number in numbers:
+            self.beds[number - 1].world.fixture = self.bath if inside else None
+
     def describe(self):
         return {
             "seed": self.seed,
@@ -129,28 +136,12 @@ def wait_for(condition, timeout, interval=0.02):
         time.sleep(interval)
 
 
-LOOP_STATS_FIELDS = (
-    "ticks",
-    "overruns",
-    "body_p50_us",
-    "body_p99_us",
-    "body_max_us",
-    "late_p99_us",
-    "late_max_us",
-    "gc_runs",
-    "gc_pause_max_us",
-    "heap_used_bytes",
-    "heap_free_bytes",
-    "alloc_bytes_per_s",
-)
-
-
 def loop_report(bed, timeout=5.0):
     """One flashed bed's loop_stats (as a dict) and its process's resident memory (bytes)."""
     from ..serial_link import SerialLink
 
     with SerialLink(bed.port) as link:
-        stats = dict(zip(LOOP_STATS_FIELDS, link.management().request("loop_stats", timeout=timeout), strict=True))
+        stats = link.management().request_fields("loop_stats", timeout=timeout)
     with open(f"/proc/{bed.line.pid}/status") as status:
         rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     stats["rss_bytes"] = rss_kb * 1024

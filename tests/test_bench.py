@@ -1,0 +1,151 @@
+"""soma bench: the plan file is validated with clear errors; the default plan passes on a
+healthy virtual bed and writes JUnit XML (read back with junitparser), JSON and a
+traceability record; every fault kind of the simulator fails the step that should catch it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from junitparser import JUnitXml
+
+from soma.bench import DEFAULT_PLAN, Plan, PlanError, Station, run_plan
+from soma.calibration import Bath
+from soma.serial_link import SerialLink
+from soma.sim.sanctuary import Sanctuary
+from soma.sim.virtual_bed import POWER_ON
+
+SOMA = str(Path(sys.executable).with_name("soma"))
+TIME_SCALE = 20  # the pads' physics 20x faster: thermal steps in seconds, the firmware in real time
+
+
+def plan_with(**step):
+    return {"name": "t", "version": 1, "step": [{"id": "s", **step}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "t", "version": 1}, r"no \[\[step\]\]"),
+        ({"name": "t", "version": 1, "step": [{"id": "s", "kind": "nope"}]}, "unknown kind 'nope'"),
+        (plan_with(kind="sensor"), "parameter 'sensor' missing"),
+        (plan_with(kind="sensor", sensor="elbow"), "sensor must be one of"),
+        (plan_with(kind="sensor", sensor="ambient", colour=1), "unknown parameters colour"),
+        (plan_with(kind="sensor", sensor="ambient", limits={"volts": {"min": 1}}), "measures no 'volts'"),
+        (plan_with(kind="sensor", sensor="ambient", limits={"temperature_c": {"low": 1}}), "min = .., max = .."),
+        (plan_with(kind="heater_step", zone="left", level_permille=5000, seconds=1), "level_permille must be"),
+        ({"name": "t", "version": 1, "colour": 2, "step": []}, "unknown keys colour"),
+    ],
+)
+def test_a_bad_plan_is_refused_with_the_reason(data, message):
+    with pytest.raises(PlanError, match=message):
+        Plan.from_data(data)
+
+
+def test_the_default_plan_loads_and_a_broken_file_is_one_line(tmp_path):
+    plan = Plan.load(DEFAULT_PLAN)
+    assert plan.needs_fixture and len(plan.steps) >= 10
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    result = subprocess.run([SOMA, "bench", "--port", "/dev/null", "--plan", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a TOML file" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_without_the_fixture_it_needs_is_a_usage_error():
+    result = subprocess.run([SOMA, "bench", "--port", "/dev/null"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--fixture" in result.stderr
+
+
+def test_the_default_plan_passes_on_a_healthy_unit_with_junit_json_and_a_record(tmp_path):
+    junit, report, db = tmp_path / "bench.xml", tmp_path / "bench.json", tmp_path / "soma.db"
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
+        sanctuary.place_in_fixture(1)
+        bed = sanctuary.beds[0]
+        result = subprocess.run(
+            [SOMA, "bench", "--port", bed.port, "--fixture", sanctuary.bath.port]
+            + ["--junit", str(junit), "--report", str(report), "--db", str(db), "--station", "bench-7"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    suite = JUnitXml.fromfile(str(junit))
+    cases = list(suite)
+    assert [case.name for case in cases] == [step.id for step in Plan.load(DEFAULT_PLAN).steps]
+    assert all(case.is_passed for case in cases) and suite.failures == 0 and suite.errors == 0
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["serial"] == bed.unit.serial
+    heater = next(step for step in data["steps"] if step["id"] == "heater_left")
+    assert {m["name"] for m in heater["measurements"]} == {"idle_current_a", "current_a", "rise_c"}
+    history = subprocess.run(
+        [SOMA, "history", bed.unit.serial, "--db", str(db), "--json"], capture_output=True, text=True
+    )
+    assert history.returncode == 0 and '"bench"' in history.stdout and "bench-7" in history.stdout
+
+
+def run_steps(sanctuary, step_ids, inject=None, at_step=None):
+    """Run some steps of the default plan on bed 1 through the Python API; `inject()` is
+    called when step `at_step` starts. Return {step id: StepResult}."""
+    plan = Plan.load(DEFAULT_PLAN).only(step_ids)
+    with SerialLink(sanctuary.beds[0].port) as link, SerialLink(sanctuary.bath.port, 9600) as fixture:
+        client = link.management()
+        client.request("info", timeout=10)
+
+        def progress(index, total, step_id):
+            if step_id == at_step and inject:
+                inject()
+
+        report = run_plan(plan, Station(client, Bath(fixture)), progress=progress)
+    return {step.id: step for step in report.steps}
+
+
+@pytest.mark.parametrize(
+    ("kind", "index", "failing", "why"),
+    [
+        ("open", 0, "sensor_pad_left", "temperature_c"),
+        ("short", 1, "sensor_pad_right", "temperature_c"),
+        ("frozen", 2, "sensor_ambient", "code_spread"),
+        ("disconnected", 0, "heater_left", "current_a"),
+        ("stuck", 1, "heater_right", "idle_current_a"),
+    ],
+)
+def test_each_sensor_and_heater_fault_fails_the_step_that_checks_it(tmp_path, kind, index, failing, why):
+    steps = ["identity", "sensor_pad_left", "sensor_pad_right", "sensor_ambient", "heater_left", "heater_right"]
+    steps = [step for step in steps if step.startswith("sensor") or step in ("identity", failing)]
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
+        sanctuary.place_in_fixture(1)
+        sanctuary.beds[0].world.model.inject(kind, index)
+        results = run_steps(sanctuary, steps)
+    assert not results[failing].passed
+    assert why in results[failing].message
+    assert all(result.passed for step_id, result in results.items() if step_id != failing), {
+        step_id: result.message for step_id, result in results.items()
+    }
+
+
+@pytest.mark.parametrize("fault", ["stall", "brownout"])
+def test_a_reset_the_plan_did_not_ask_for_fails_the_stability_step(tmp_path, fault):
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
+        sanctuary.place_in_fixture(1)
+        line = sanctuary.beds[0].line
+        inject = line.freeze if fault == "stall" else (lambda: line.reset(POWER_ON))
+        results = run_steps(sanctuary, ["identity", "sensor_ambient", "stability"], inject, at_step="sensor_ambient")
+    assert not results["stability"].passed
+    assert "unexpected_resets" in results["stability"].message
+    assert results["identity"].passed
+
+
+@pytest.mark.parametrize("fault", ["loss", "partition"])
+def test_radio_loss_or_a_partition_fails_the_radio_step(tmp_path, fault):
+    with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
+        sanctuary.place_in_fixture(1)
+        if fault == "loss":
+            sanctuary.world.radio.settings.loss = 1.0
+        else:
+            sanctuary.world.radio.partition([0], [1])
+        results = run_steps(sanctuary, ["identity", "radio"])
+    assert not results["radio"].passed
+    assert "received_ratio" in results["radio"].message
