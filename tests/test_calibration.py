@@ -57,20 +57,23 @@ def stored_calibration(port):
         return codec.nest("calibration_read_response", link.management().request("calibration_read", timeout=5))
 
 
-@pytest.mark.parametrize("seed", [4, 11])
-def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed):
+@pytest.mark.parametrize(("seed", "bar", "status"), [(4, 0.1, 0), (11, 1e-6, 1)])
+def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed, bar, status):
+    # Seed 11 is judged against an impossible bar: the command must say it failed (exit 1).
     with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000, seed=seed) as sanctuary:
         sanctuary.place_in_bath(1)
         result = subprocess.run(
-            [SOMA, "calibrate", "--port", sanctuary.beds[0].port, "--bath", sanctuary.bath.port, "--json"],
+            [SOMA, "calibrate", "--port", sanctuary.beds[0].port, "--bath", sanctuary.bath.port, "--json"]
+            + ["--max-error", str(bar)],
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == status, result.stderr
         stored = stored_calibration(sanctuary.beds[0].port)
         unit = sanctuary.beds[0].unit
     report = json.loads(result.stdout)
+    assert report["passed"] == (status == 0)
     assert len(report["after_c"]) == 5
     assert report["max_error_after_c"] <= 0.1
     assert max(abs(error) for point in report["before_c"] for error in point.values()) > 0.1  # it was needed

@@ -2,6 +2,7 @@
 its bed sensor (BCG) channel's zero and gain against the bath fixture's reference shaker."""
 
 import json
+import sys
 
 import click
 
@@ -18,15 +19,21 @@ Examples:
 @click.option("--points", default="15,22,29,36,42", show_default=True, help="Set points, degC, comma-separated.")
 @click.option("--residual-limit", default=0.05, show_default=True, type=float, help="Largest fit residual, degC.")
 @click.option("--settle-timeout", default=900, show_default=True, type=float, help="Seconds to wait per point.")
+@click.option("--max-error", default=0.1, show_default=True, type=float, help="Largest error after calibration, degC.")
+@click.option(
+    "--max-bcg-error", default=2.0, show_default=True, type=float, help="Largest BCG amplitude error after, %."
+)
 @click.option("--db", help="Traceability database (URL or SQLite file).")
 @click.option("--station", help="This station's name in the records (default: the host name).")
 @click.option("--operator", default="", help="Who calibrates, for the records.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def command(port, bath_port, points, residual_limit, settle_timeout, db, station, operator, as_json):
+def command(
+    port, bath_port, points, residual_limit, settle_timeout, max_error, max_bcg_error, db, station, operator, as_json
+):
     """Settle the bath at each point, fit Steinhart-Hart per sensor, refuse a poor fit; measure
     the BCG channel's zero (shaker off) and gain (1 Hz reference shake), refuse a broken
     channel; write and read back the record, then measure every point and the shake again
-    and report before and after."""
+    and report before and after. Exit 1 if an error after calibration is over its bar."""
     from ..calibration import Bath, calibrate
     from ..errors import SomaError
     from ..serial_link import SerialLink
@@ -43,11 +50,16 @@ def command(port, bath_port, points, residual_limit, settle_timeout, db, station
         report = calibrate(
             link.management(), Bath(bath_link), set_points, residual_limit, settle_timeout, station or ""
         )
-    records.record(report.serial, "calibrate", "pass", station=station, operator=operator, details=report.__dict__)
+    passed = report.max_error_after_c <= max_error and abs(report.bcg_error_after_pct) <= max_bcg_error
+    outcome = "pass" if passed else "fail"
+    records.record(report.serial, "calibrate", outcome, station=station, operator=operator, details=report.__dict__)
     if as_json:
-        click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c}))
-        return
-    click.echo("\n".join(report_lines(report, set_points)))
+        click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c, "passed": passed}))
+    else:
+        click.echo("\n".join(report_lines(report, set_points)))
+        bars = f"{max_error} degC, BCG {max_bcg_error} %"
+        click.echo("PASSED" if passed else f"FAILED: an error after calibration is over its bar ({bars})")
+    sys.exit(0 if passed else 1)
 
 
 def report_lines(report, set_points):

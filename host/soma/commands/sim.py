@@ -21,6 +21,7 @@ Examples:
   soma sim heal --bed 2 open 0
   soma sim reset --bed 1 --cause power
   soma sim bath --in 1 2                 beds 1 and 2 into the calibration bath
+  soma sim fixture --in 1                bed 1 into the bench fixture (for soma bench)
   soma sim partition 1,2 3               beds 1-2 and bed 3 cannot hear each other
   soma sim partition                     heal it
   soma sim power-cut --bed 1 --after-bytes 30   the next record write stops half-way
@@ -125,14 +126,23 @@ fault = _fault_verb(
 heal = _fault_verb("heal", "Remove an injected fault.")
 
 
-@command.command()
-@click.option("--in", "inside", flag_value=True, default=True, help="Into the bath (the default).")
-@click.option("--out", "inside", flag_value=False, help="Out of the bath.")
-@click.argument("beds", nargs=-1, type=int, required=True)
-@click.pass_context
-def bath(ctx, inside, beds):
-    """Put beds into the calibration bath (their thermistors see its temperature) or take them out."""
-    _call(ctx, {"op": "bath", "beds": list(beds), "inside": inside})
+def _station_verb(op, what):
+    @click.option("--in", "inside", flag_value=True, default=True, help=f"Into the {what} (the default).")
+    @click.option("--out", "inside", flag_value=False, help=f"Out of the {what}.")
+    @click.argument("beds", nargs=-1, type=int, required=True)
+    @click.pass_context
+    def verb(ctx, inside, beds):
+        _call(ctx, {"op": op, "beds": list(beds), "inside": inside})
+
+    return verb
+
+
+bath = command.command(
+    "bath", help="Put beds into the calibration bath (their thermistors see its temperature) or take them out."
+)(_station_verb("bath", "bath"))
+fixture = command.command(
+    "fixture", help="Put beds into the bench fixture (reference radio, photodiode, accelerometer) or take them out."
+)(_station_verb("fixture", "fixture"))
 
 
 @command.command()

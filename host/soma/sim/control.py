@@ -4,7 +4,7 @@ line, on a UNIX socket. `soma sim stop|fault|heal|reset|status` and tests use it
 Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 | {"op": "reset", "bed": 1, "cause": "hard" | "power"}
 | {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}
-| {"op": "bath", "beds": [1, 2], "inside": true}
+| {"op": "bath" | "fixture", "beds": [1], "inside": true}
 | {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
 | {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write)
 | {"op": "stall", "bed": 1}  (the unit hangs; its watchdog resets it)
@@ -69,10 +69,11 @@ class ControlServer:
             if op == "stop":
                 self.stopped.set()
                 return {"ok": "stopping"}
-            if op == "bath":
+            if op in ("bath", "fixture"):
                 numbers = [self._number(n) for n in request.get("beds", [])]
-                self.sanctuary.place_in_bath(*numbers, inside=bool(request.get("inside", True)))
-                return {"ok": f"beds {numbers} {'in' if request.get('inside', True) else 'out of'} the bath"}
+                place = self.sanctuary.place_in_bath if op == "bath" else self.sanctuary.place_in_fixture
+                place(*numbers, inside=bool(request.get("inside", True)))
+                return {"ok": f"beds {numbers} {'in' if request.get('inside', True) else 'out of'} the {op}"}
             if op == "partition":
                 groups = [[self._number(n) - 1 for n in group] for group in request.get("groups", [])]
                 self.sanctuary.world.radio.partition(*groups)
