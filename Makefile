@@ -38,7 +38,7 @@ demo: setup
 
 bench: $(addprefix bench-,$(BENCH_AREAS))
 
-bench-%: setup
+$(addprefix bench-,$(BENCH_AREAS)): bench-%: setup
 	$(BIN)/python -m bench $*
 
 fuzz: setup

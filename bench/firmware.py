@@ -44,17 +44,15 @@ def _loop(scratch):
         bed.client.request("set_targets", [31_000, 29_000])
         bed.client.request("telemetry_control", [100])
         _feed(bed, LOOP_SECONDS)
-        (ticks, overruns, body_p50, body_p99, _, _, _, _, gc_pause_max, heap_used, _, alloc_per_s) = bed.client.request(
-            "loop_stats"
-        )
+        stats = bed.client.request_fields("loop_stats")
         if len(bed.client.telemetry) < LOOP_SECONDS * 5:
             raise RuntimeError(f"telemetry did not stream: {len(bed.client.telemetry)} frames")
-    yield Result("firmware.tick_overrun_ratio", overruns / ticks, "ratio")
-    yield Result("firmware.tick_body_us_median", body_p50, "us")
-    yield Result("firmware.tick_body_us_p99", body_p99, "us")
-    yield Result("firmware.gc_pause_us_max", gc_pause_max, "us")
-    yield Result("firmware.heap_used_bytes", heap_used, "bytes")
-    yield Result("firmware.alloc_bytes_per_s", alloc_per_s, "bytes/s")
+    yield Result("firmware.tick_overrun_ratio", stats["overruns"] / stats["ticks"], "ratio")
+    yield Result("firmware.tick_body_us_median", stats["body_p50_us"], "us")
+    yield Result("firmware.tick_body_us_p99", stats["body_p99_us"], "us")
+    yield Result("firmware.gc_pause_us_max", stats["gc_pause_max_us"], "us")
+    yield Result("firmware.heap_used_bytes", stats["heap_used_bytes"], "bytes")
+    yield Result("firmware.alloc_bytes_per_s", stats["alloc_bytes_per_s"], "bytes/s")
 
 
 def _feed(bed, seconds):

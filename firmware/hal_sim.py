@@ -13,6 +13,7 @@ request in the actuators datagram: the simulator kills the process and starts it
 as a reset pin would (`sys.exit` cannot end a `micropython -i` process).
 """
 
+import gc
 import os
 import select
 import socket
@@ -69,6 +70,7 @@ class WorldLink:
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
         self.adc = array("H", bytes(2 * ADC_CHANNELS))
+        self.sensed = False  # the world has sent the ADC a reading
         self.outputs = [0] * OUT_CHANNELS
         self.dirty = True
         self.watchdog_timeout_ms = 0
@@ -84,6 +86,14 @@ class WorldLink:
         self._radio_head = 0
         self._radio_count = 0
         self.radio_dropped = 0
+
+    def wait_for_sensors(self, timeout_ms):
+        """Until the world's first reading: a real ADC reads the pins from power-up, and
+        zeros here would look like shorted thermistors (hot pads) to the first readings."""
+        started = time.ticks_ms()
+        while not self.sensed and time.ticks_diff(time.ticks_ms(), started) < timeout_ms:
+            self.sleep_us(20_000)
+        gc.collect()  # the datagrams' garbage, before the application takes the heap
 
     # ---- clock: the host's monotonic clock with this unit's rate error and offset,
     # wrapping at 2^30 as on the ESP32 so wrap handling is always exercised
@@ -123,6 +133,7 @@ class WorldLink:
                     values = wire.unpack(_SIM_SENSORS, data)
                     for channel in range(ADC_CHANNELS):
                         self.adc[channel] = values[_SIM_SENSORS_IX_ADC_0 + channel]
+                    self.sensed = True
                 elif data[0] == _SIM_KIND_RADIO:
                     self._queue_radio(wire.unpack(_SIM_RADIO, data)[0])
                 elif data[0] == _SIM_KIND_CONTROL:
@@ -275,6 +286,7 @@ class Board:
         if not port:
             raise OSError("SOMA_SIM_WORLD_PORT is not set: start virtual beds with `soma sim`")
         link = WorldLink(port, _env_int("SOMA_SIM_DRIFT_PPB", 0), _env_int("SOMA_SIM_OFFSET_US", 0))
+        link.wait_for_sensors(2000)
         self.adc = self.outputs = self.watchdog = self.radio = self.clock = link
         self.console = Console()
         self.storage = SimFlash(link)

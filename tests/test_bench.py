@@ -138,6 +138,22 @@ def test_a_reset_the_plan_did_not_ask_for_fails_the_stability_step(tmp_path, fau
     assert results["identity"].passed
 
 
+def test_the_radio_step_counts_the_reference_beacons_only(tmp_path):
+    # A neighbour of the same sanctuary beacons too; the fixture is a shield box, so the
+    # unit inside hears the reference radio alone and the ratio is exact.
+    key = bytes(range(32))
+    with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
+        for number, bed in enumerate(sanctuary.beds, 1):
+            with SerialLink(bed.port) as link:
+                link.management().request("provision_key", [7, number, key], timeout=10)
+        sanctuary.place_in_fixture(1)
+        plan = Plan.load(DEFAULT_PLAN).only(["radio"])
+        with SerialLink(sanctuary.beds[0].port) as link, SerialLink(sanctuary.bath.port, 9600) as fixture:
+            report = run_plan(plan, Station(link.management(), Bath(fixture), key=key))
+    radio = {m.name: m.value for m in report.steps[0].measurements}
+    assert report.passed and radio["received_ratio"] == 1.0
+
+
 @pytest.mark.parametrize("fault", ["loss", "partition"])
 def test_radio_loss_or_a_partition_fails_the_radio_step(tmp_path, fault):
     with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:

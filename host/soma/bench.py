@@ -129,6 +129,15 @@ class BenchReport:
         }
 
 
+def _line(measurement):
+    """One measurement as a line of text: name = value  (limits low..high)."""
+    text = f"{measurement.name} = {measurement.value:g}"
+    if measurement.limited:
+        low, high = ("" if bound is None else f"{bound:g}" for bound in (measurement.low, measurement.high))
+        text += f"  (limits {low}..{high}) {'ok' if measurement.passed else 'OUT'}"
+    return text
+
+
 def _describe(measurement):
     bounds = " and ".join(
         text
@@ -364,7 +373,7 @@ class HeaterStep(Kind):
 
 
 class RunawayTrip(Kind):
-    """Lower the unit's trip temperature just above the pad (limits apply at boot: reboot),
+    """Lower the unit's trip temperature just above the pads (limits apply at boot: reboot),
     heat until the supervisor trips, check every drive is off, then restore the
     configuration, reboot, and check the unit comes back clean and takes a set point."""
 
@@ -377,7 +386,9 @@ class RunawayTrip(Kind):
         original = client.request("config_read", timeout=3)
         fields = _field_paths("response", "config_read")
         config = dict(zip(fields, original, strict=True))
-        trip_mc = max(30_000, station.sensors()[f"pad_{zone}_mc"] + int(params["trip_above_c"] * 1000))
+        reading = station.sensors()  # the trip is on the hotter pad: above both, heating must get there
+        hottest_mc = max(reading["pad_left_mc"], reading["pad_right_mc"])
+        trip_mc = max(30_000, hottest_mc + int(params["trip_above_c"] * 1000))
         config.update(trip_mc=trip_mc, setpoint_max_mc=min(config["setpoint_max_mc"], trip_mc - 1000))
         config["setpoint_min_mc"] = min(config["setpoint_min_mc"], config["setpoint_max_mc"])
         client.request("config_write", [config[name] for name in fields], timeout=10)
@@ -605,8 +616,6 @@ def junit_xml(report, station_name=""):
             ET.SubElement(case, "error", message=step.error, type="StepError")
         elif not step.passed:
             ET.SubElement(case, "failure", message=step.message, type="OutOfLimits")
-        ET.SubElement(case, "system-out").text = "\n".join(
-            f"{m.name} = {m.value:g}" + (f"  [{m.low}, {m.high}]" if m.limited else "") for m in step.measurements
-        )
+        ET.SubElement(case, "system-out").text = "\n".join(_line(m) for m in step.measurements)
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

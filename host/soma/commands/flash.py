@@ -57,9 +57,12 @@ def command(ports, firmware, baud, as_json, db, station, operator):
         if as_json:
             click.echo(json.dumps(line))
         else:
-            detail = (
-                line.get("error") or f"{line['firmware_hash']} in slot {line['slot']}, {line['files_sent']} files sent"
-            )
+            if "error" in line:
+                detail = line["error"]
+            elif line["status"] == "unchanged":
+                detail = f"{line['firmware_hash']} already runs"
+            else:
+                detail = f"{line['firmware_hash']} in slot {line['slot']}, {line['files_sent']} files sent"
             click.echo(f"{port}: {line['status']} ({detail})")
     if failed:
         sys.exit(2 if connection and len(ports) == 1 else 1)

@@ -36,6 +36,7 @@ def command(port, baud, as_json):
         )
     info["firmware_version"] = bytes.fromhex(info["firmware_version"]).decode(errors="replace")
     info["unit_serial"] = bytes.fromhex(info["unit_serial"]).decode(errors="replace")
+    info["protocol_hash"] = f"{info['protocol_hash']:08x}"  # as the manifest and `soma decode` show it
     if as_json:
         click.echo(json.dumps(info))
         return

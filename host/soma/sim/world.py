@@ -3,9 +3,10 @@ tolerances, its watchdog, served over the sim board's UDP link at 100 Hz.
 
 A unit placed in the calibration bath (BedWorld.bath) sees the bath's temperature at every
 thermistor. A unit in the station (in the bath, or in the bench fixture: BedWorld.fixture)
-feels the fixture's shaker at its bed sensor instead of the sleeper and talks with its
-reference radio; the fixture's photodiode and accelerometer see the wake light and haptic
-motor of the first unit in the station (one unit at a time).
+feels the fixture's shaker at its bed sensor instead of the sleeper and, shielded from
+the other beds, talks with the station's reference radio only; the fixture's photodiode
+and accelerometer see the wake light and haptic motor of the first unit in the station
+(one unit at a time).
 
 Time can be compressed: the pads' physics advance `time_scale` times faster than the
 wall clock (the firmware itself always runs in real time).
@@ -217,7 +218,8 @@ class World:
             in_station = self._in_station(beds)
             for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
-                receivers = [*indexes, STATION] if index in in_station else indexes
+                # The station is a shield box: a unit inside talks with its reference radio only.
+                receivers = [STATION] if index in in_station else [i for i in indexes if i not in in_station]
                 for payload in bed_world.radio_out:
                     self.radio.transmit(index, payload, receivers, now)
                 bed_world.radio_out.clear()
