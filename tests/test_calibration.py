@@ -118,6 +118,7 @@ def test_a_broken_bcg_channel_is_refused_and_nothing_is_committed(tmp_path, brok
 def test_the_text_report_shows_each_point_and_the_bcg_channel():
     report = CalibrationReport(
         "5c0a00000001",
+        "869feb2b9e2dab0e",
         before_c=[{"pad_left": 0.8, "ambient": -0.41}],
         after_c=[{"pad_left": 0.012, "ambient": -0.004}],
         generation=3,

@@ -139,6 +139,7 @@ def _solve(matrix, rhs):
 @dataclass
 class CalibrationReport:
     serial: str
+    firmware_hash: str
     coefficients: dict = field(default_factory=dict)  # sensor -> (a, b, c)
     residual_c: dict = field(default_factory=dict)  # sensor -> worst fit residual
     before_c: list = field(default_factory=list)  # per point: {sensor: unit - reference}
@@ -257,8 +258,8 @@ def commit_record(client, values):
 
 def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""):
     """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
-    serial = client.request("info", timeout=3)[3].decode(errors="replace")
-    report = CalibrationReport(serial)
+    info = client.request_fields("info", timeout=3)
+    report = CalibrationReport(info["unit_serial"].decode(errors="replace"), info["firmware_hash"].hex())
     samples = measure(client, bath, set_points, settle_timeout)
     report.before_c = [
         {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples

@@ -52,7 +52,7 @@ def command(
         )
     passed = report.max_error_after_c <= max_error and abs(report.bcg_error_after_pct) <= max_bcg_error
     outcome = "pass" if passed else "fail"
-    records.record(report.serial, "calibrate", outcome, station=station, operator=operator, details=report.__dict__)
+    records.record(report.serial, "calibrate", outcome, report.firmware_hash, station, operator, report.__dict__)
     if as_json:
         click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c, "passed": passed}))
     else:

@@ -109,8 +109,8 @@ class BedWorld:
         if self.bath is not None:  # every thermistor sits at the bath's temperature
             self.model.pad_c[:] = self.model.sensor_c[:] = [self.bath.temperature_c] * 2
             self.model.room_c = self.bath.temperature_c
-        if self.sleeper is not None:
-            self.model.sleeper = self.sleeper.vitals(now - self._started).present
+        if self.sleeper is not None:  # no body warms the pads of a unit in the bath
+            self.model.sleeper = self.sleeper.vitals(now - self._started).present and self.bath is None
         self.model.step(seconds * self.time_scale, self.outputs)
         if self.sleeper is not None:  # the sleeper lives on while the unit is in the bath
             self.model.codes[5] = self.sleeper.bcg_code(now - self._started)
