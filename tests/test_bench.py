@@ -58,6 +58,18 @@ def test_bench_without_the_fixture_it_needs_is_a_usage_error():
     assert result.returncode == 2 and "--fixture" in result.stderr
 
 
+def test_bench_on_a_blank_unit_is_one_line_and_exit_2(tmp_path):
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary:
+        result = subprocess.run(
+            [SOMA, "bench", "--port", sanctuary.beds[0].port, "--fixture", sanctuary.bath.port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2 and "no Soma firmware answers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_the_default_plan_passes_on_a_healthy_unit_with_junit_json_and_a_record(tmp_path):
     junit, report, db = tmp_path / "bench.xml", tmp_path / "bench.json", tmp_path / "soma.db"
     with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
