@@ -27,3 +27,16 @@ def micropython():
     if not found:
         raise ToolMissing("no `micropython` command: run `make setup`")
     return found
+
+
+def import_firmware_module(name):
+    """Import one firmware module under CPython (for simulations that run it unchanged):
+    firmware/ on the path, and MicroPython's const() as the identity."""
+    import importlib
+    import types
+
+    sys.modules.setdefault("micropython", types.SimpleNamespace(const=int))
+    directory = str(firmware_dir())
+    if directory not in sys.path:
+        sys.path.append(directory)
+    return importlib.import_module(name)

@@ -1,0 +1,144 @@
+"""Discrete-event simulation of the firmware's time sync (firmware/timesync.py, unchanged)
+on a virtual clock: any number of beds, each with its own clock rate and offset, beaconing
+once a period with jitter over a lossy, delaying medium, single-hop or multi-hop.
+
+Every bed's true clock transform is known here, so the error between two beds' global
+time estimates at the same true instant is exact, not host scheduling noise.
+
+    net = SyncNetwork(beds=16, seed=1, loss=0.2)
+    net.run(seconds=60)
+    net.pairwise_errors_us(after_s=20)   # every pair of beds at every sample instant
+"""
+
+import heapq
+import itertools
+import random
+
+from .. import paths
+
+TimeSync = paths.import_firmware_module("timesync").TimeSync
+
+PERIOD_US = 1_000_000
+
+
+class Bed:
+    def __init__(self, bed_id, drift_ppm, offset_us, latency_us):
+        self.bed_id = bed_id
+        self.rate = 1.0 + drift_ppm / 1e6
+        self.offset_us = offset_us
+        self.sync = TimeSync(bed_id, PERIOD_US, latency_us)
+        self.alive = True
+
+    def local_us(self, true_us):
+        return int(true_us * self.rate) + self.offset_us
+
+
+class SyncNetwork:
+    """Beds 0..N-1 (bed id = index + 1). `neighbours(i)` -> the beds that hear bed i:
+    everyone (single hop) by default; `line` or `grid` topologies make multi-hop."""
+
+    def __init__(
+        self,
+        beds,
+        seed=1,
+        loss=0.2,
+        drift_ppm=50,
+        delay_us=(2_000, 1_000),  # as the simulator's radio medium: 2 ms +- 1 ms
+        late_chance=0.05,
+        late_us=20_000,
+        topology="single",
+    ):
+        rng = random.Random(f"sync-des/{seed}")
+        self.rng = rng
+        self.loss = loss
+        self.delay_us = delay_us
+        self.late_chance = late_chance
+        self.late_us = late_us
+        least_delay = delay_us[0] - delay_us[1]  # what the board declares as its radio latency
+        self.beds = [
+            Bed(i + 1, rng.uniform(-drift_ppm, drift_ppm), rng.randrange(1 << 30), least_delay) for i in range(beds)
+        ]
+        self.hearers = [self._hearers(i, beds, topology) for i in range(beds)]
+        self.now_us = 0
+        self._events = []
+        self._order = itertools.count()
+        for index in range(beds):
+            self._at(rng.randrange(PERIOD_US), "beacon", index)
+        self.samples = []  # (true time, [global estimate of every live, synced bed or None])
+
+    @staticmethod
+    def _hearers(index, beds, topology):
+        if topology == "single":
+            return [j for j in range(beds) if j != index]
+        if topology == "line":
+            return [j for j in (index - 1, index + 1) if 0 <= j < beds]
+        if topology == "grid":
+            side = max(1, round(beds**0.5))
+            row, col = divmod(index, side)
+            around = [(row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1)]
+            return [r * side + c for r, c in around if 0 <= r and 0 <= c < side and r * side + c < beds]
+        raise ValueError(f"unknown topology {topology!r} (single, line, grid)")
+
+    def _at(self, true_us, kind, index, payload=None):
+        heapq.heappush(self._events, (true_us, next(self._order), kind, index, payload))
+
+    def kill(self, index):
+        self.beds[index].alive = False
+
+    def run(self, seconds, sample_every_us=100_000):
+        end = self.now_us + int(seconds * 1e6)
+        next_sample = self.now_us + sample_every_us
+        while self._events and self._events[0][0] <= end:
+            true_us, _, kind, index, payload = heapq.heappop(self._events)
+            while next_sample <= true_us:
+                self._sample(next_sample)
+                next_sample += sample_every_us
+            self.now_us = true_us
+            bed = self.beds[index]
+            if kind == "beacon":
+                self._at(true_us + PERIOD_US + self.rng.randrange(-20_000, 20_000), "beacon", index)
+                if bed.alive:
+                    local = bed.local_us(true_us)
+                    bed.sync.period(local)
+                    self._broadcast(index, bed.sync.beacon_fields(local))
+            elif kind == "receive" and bed.alive:
+                bed.sync.on_beacon(*payload, bed.local_us(true_us))
+        self.now_us = end
+
+    def _broadcast(self, sender, fields):
+        base, jitter = self.delay_us
+        for receiver in self.hearers[sender]:
+            if self.rng.random() < self.loss:
+                continue
+            delay = base + self.rng.randrange(-jitter, jitter + 1)
+            if self.rng.random() < self.late_chance:  # the receiver was busy (GC, a long tick)
+                delay += self.rng.randrange(self.late_us)
+            self._at(self.now_us + delay, "receive", receiver, fields)
+
+    def _sample(self, true_us):
+        live = [bed for bed in self.beds if bed.alive]
+        estimates = [
+            bed.sync.global_us(bed.local_us(true_us)) if bed.alive and bed.sync.synced else None for bed in self.beds
+        ]
+        root = min(bed.bed_id for bed in live) if live else None
+        agreed = all(bed.sync.root_id == root for bed in live)
+        self.samples.append((true_us, estimates, agreed))
+
+    def pairwise_errors_us(self, after_s=0.0):
+        """|estimate_i - estimate_j| for every pair of synced live beds at every sample
+        instant after `after_s` seconds."""
+        errors = []
+        for true_us, estimates, _ in self.samples:
+            if true_us < after_s * 1e6:
+                continue
+            known = sorted(value for value in estimates if value is not None)
+            errors += [b - a for i, a in enumerate(known) for b in known[i + 1 :]]
+        return errors
+
+    def synced_after_periods(self):
+        """Beacon periods until every live bed was synced and on the lowest live id's root."""
+        for true_us, estimates, agreed in self.samples:
+            live = [value for bed, value in zip(self.beds, estimates, strict=True) if bed.alive]
+            if agreed and all(value is not None for value in live):
+                return true_us / PERIOD_US
+        return None
