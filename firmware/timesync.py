@@ -137,7 +137,7 @@ class TimeSync:
         advances its sequence with every beacon it sends."""
         if self.is_root:
             self.root_seq += 1
-        return self.root_id, self.root_seq, self.hops, self.global_us(local_now_us)
+        return self.root_id, self.root_seq, self.hops, self._fitted(local_now_us)
 
     def period(self, local_now_us):
         """Once per beacon period: a root silent for too long is replaced by this bed."""
