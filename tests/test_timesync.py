@@ -78,3 +78,12 @@ print(json.dumps({"synced": bed.synced, "root": bed.root_id, "worst": max(errors
     result = run_micropython(code)
     assert result["synced"] and result["root"] == 1
     assert result["worst"] <= 1_000
+
+
+def test_sampled_pairs_keep_the_worst_pair_and_the_distribution():
+    net = SyncNetwork(beds=12, seed=9, loss=0.2)
+    net.run(40)
+    exact = net.pairwise_errors_us(after_s=20)
+    sampled = net.pairwise_errors_us(after_s=20, pairs_per_sample=200)
+    assert max(sampled) == max(exact)
+    assert abs(percentile(sampled, 0.5) - percentile(exact, 0.5)) <= max(50, percentile(exact, 0.5) // 4)
