@@ -219,6 +219,7 @@ class Bed:
             if (count // 10) % self._telemetry_every == 0:
                 self.link.telemetry(self.telemetry_values())
         self.link.poll()
+        self._take_beacons()
         if count >= self._next_beacon:
             self._beacon_slot(count)
         if count - self._supervised_at < _HEALTHY_TICKS:
@@ -281,17 +282,22 @@ class Bed:
         self.outputs[channel] = level
         self.board.outputs.set(channel, level)
 
-    def _beacon_slot(self, count):
-        self._next_beacon = count + _BEACON_TICKS + self._jitter()
+    def _take_beacons(self):
+        # Every tick: a radio queue holds a few frames, and a sanctuary's peers beacon
+        # every second each; a beacon's reception time matters to time sync.
         buf = self._radio_buf
-        while True:  # take every beacon that arrived
+        while True:
             length = self.board.radio.recv_into(buf)
             if not length:
-                break
+                return
             if self.verifier is not None:
                 self.verifier.check(buf, length)
+
+    def _beacon_slot(self, count):
+        self._next_beacon = count + _BEACON_TICKS + self._jitter()
         if self.mac is None:
             return  # not provisioned: silent on air
+        buf = self._radio_buf
         self._beacon_seq += 1
         demand = (abs(self.supervisor.requested[0]) + abs(self.supervisor.requested[1])) * DRIVE_FULL_POWER_W // 1000
         now = self.local_time.now_us()

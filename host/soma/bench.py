@@ -486,7 +486,7 @@ class RadioLoopback(Kind):
         for seq in range(1, count + 1):
             station.fixture.ask(f"RADI:SEND {_reference_beacon(key, sanctuary_id, epoch, seq).hex()}")
             time.sleep(max(0.0, started + seq * params["seconds"] / count - time.monotonic()))
-        time.sleep(2.2)  # the unit takes in beacons at its own once-a-second slot: two of them
+        time.sleep(0.5)  # the last ones in flight
         elapsed = time.monotonic() - started
         heard = float(station.fixture.ask("RADI:HEARD?"))
         accepted = station.client.request_fields("loop_stats", timeout=3)["radio_accepted"] - before
