@@ -280,10 +280,13 @@ class Station:
     def override(self, channel, level, duration_ms):
         self.client.request("bench_override", [CHANNELS[channel], level, duration_ms], timeout=3.0)
 
-    def fixture_value(self, command):
+    def need_fixture(self):
         if self.fixture is None:
             raise SomaError("this step needs the fixture (--fixture PORT)")
-        return float(self.fixture.ask(command))
+        return self.fixture
+
+    def fixture_value(self, command):
+        return float(self.need_fixture().ask(command))
 
     def boot_events(self):
         self.client.poll(0.05)
@@ -419,23 +422,20 @@ class RunawayTrip(Kind):
         return {"trip_s": trip_s, "current_after_trip_a": after_a, "recovered": float(recovered)}
 
 
-def _reboot(station, timeout=20.0):
-    """An orderly reset; return once the unit answers again."""
-    station.client.request("reboot", [0, int(schema.RebootMethod.encmapping["reset"])], timeout=3)
+def _reboot(station, method="reset", timeout=20.0):
+    """Reboot the unit (schema RebootMethod); return its info once it answers from the new
+    boot, and the seconds that took from the request's answer. SomaError after `timeout`."""
+    station.client.request("reboot", [0, int(schema.RebootMethod.encmapping[method])], timeout=3)
     station.expected_resets += 1
-    return _back_after_reset(station, timeout)
-
-
-def _back_after_reset(station, timeout):
-    """The unit's info once it answers from a boot newer than now, or None after `timeout`."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
             info = station.info(timeout=0.25)
         except ManagementTimeout:
             continue
-        if info["uptime_ms"] < (time.monotonic() - started) * 1000:
-            return info
+        elapsed = time.monotonic() - started
+        if info["uptime_ms"] < elapsed * 1000:  # a boot newer than the request
+            return info, elapsed
         time.sleep(0.1)
     raise SomaError(f"the unit did not come back within {timeout:g} s of its reset")
 
@@ -468,8 +468,7 @@ class RadioLoopback(Kind):
     needs_fixture = True
 
     def measure(self, station, params):
-        if station.fixture is None:
-            raise SomaError("this step needs the fixture (--fixture PORT)")
+        fixture = station.need_fixture()
         info = station.info()
         key, sanctuary_id = station.key, info["sanctuary_id"]
         if info["record_flags"] & KEY_MISSING:
@@ -479,16 +478,16 @@ class RadioLoopback(Kind):
         elif key is None:
             raise SomaError("the unit holds a sanctuary key: give its key file (--key FILE) to test the radio")
         before = station.client.request_fields("loop_stats", timeout=3)["radio_accepted"]
-        station.fixture.ask("RADI:CLEAR")
+        fixture.ask("RADI:CLEAR")
         started = time.monotonic()
         count = int(params["reference_beacons"])
         epoch = int(time.time()) & 0xFFFF
         for seq in range(1, count + 1):
-            station.fixture.ask(f"RADI:SEND {_reference_beacon(key, sanctuary_id, epoch, seq).hex()}")
+            fixture.ask(f"RADI:SEND {_reference_beacon(key, sanctuary_id, epoch, seq).hex()}")
             time.sleep(max(0.0, started + seq * params["seconds"] / count - time.monotonic()))
         time.sleep(0.5)  # the last ones in flight
         elapsed = time.monotonic() - started
-        heard = float(station.fixture.ask("RADI:HEARD?"))
+        heard = float(fixture.ask("RADI:HEARD?"))
         accepted = station.client.request_fields("loop_stats", timeout=3)["radio_accepted"] - before
         return {"received_ratio": accepted / count, "heard_per_s": heard / elapsed}
 
@@ -539,12 +538,8 @@ class Watchdog(Kind):
     watchdog = int(schema.ResetCause.encmapping["watchdog"])
 
     def measure(self, station, params):
-        method = int(schema.RebootMethod.encmapping["watchdog"])
-        station.client.request("reboot", [0, method], timeout=3)
-        station.expected_resets += 1
-        started = time.monotonic()
-        info = _back_after_reset(station, 10.0)
-        return {"reset_s": time.monotonic() - started, "cause_watchdog": float(info["reset_cause"] == self.watchdog)}
+        info, reset_s = _reboot(station, "watchdog", timeout=10.0)
+        return {"reset_s": reset_s, "cause_watchdog": float(info["reset_cause"] == self.watchdog)}
 
 
 KINDS = {

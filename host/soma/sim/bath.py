@@ -23,13 +23,14 @@ in the bath (World) see its temperature at every thermistor.
 The bath is also the station's test fixture. A reference shaker under the unit's bed
 sensor (BCG piezo film) moves it with a SHAKER_FREQ_HZ sine in real time (the firmware
 samples in real time); its amplitude is in nominal ADC codes, what a unit with BCG gain 1
-reads. While a unit sits in the bath its bed sensor feels only the shaker and the
-fixture's own small vibration (FIXTURE_NOISE_CODES rms), no sleeper. A photodiode over
-the wake light and an accelerometer on the haptic motor measure what the unit really
-drives (the world shows them the outputs of the first unit in the bath, see `observe`),
-within +-METER_NOISE_PERMILLE; both read 0 while the output is off. A reference radio
-in the fixture's shield box talks with the unit in the bath only, through the world's
-radio medium (so radio loss and partitions reach it too).
+reads. While a unit sits in the station (the bath, or the bench fixture's shield box)
+its bed sensor feels only the shaker and the fixture's own small vibration
+(FIXTURE_NOISE_CODES rms), no sleeper. A photodiode over the wake light and an
+accelerometer on the haptic motor measure what the unit really drives (the world shows
+them the outputs of the first unit in the station, see `observe`), within
++-METER_NOISE_PERMILLE; both read 0 while the output is off. A reference radio talks with
+the units in the station only, through the world's radio medium (so radio loss and
+partitions reach it too).
 """
 
 import math
@@ -38,6 +39,8 @@ import random
 import select
 import threading
 import tty
+
+from .pad_model import BCG_MIDSCALE
 
 TIME_CONSTANT_S = 90.0
 RADIO_PAYLOAD_MAX = 250  # ESP-NOW
@@ -49,7 +52,6 @@ SHAKER_FREQ_HZ = 1.0
 SHAKER_MAX_CODES = 8000
 FIXTURE_NOISE_CODES = 3.0  # rms, at the bed sensor
 METER_NOISE_PERMILLE = 3  # photodiode and accelerometer
-MIDSCALE = 32768  # the bed sensor's rest code
 
 
 class CalibrationBath:
@@ -105,7 +107,7 @@ class CalibrationBath:
     def bcg_signal(self, real_s):
         """The nominal bed sensor signal (codes) of a unit in the fixture at real time `real_s`."""
         shake = self.shaker_codes * math.sin(2 * math.pi * SHAKER_FREQ_HZ * real_s)
-        return MIDSCALE + shake + self._fixture_rng.gauss(0.0, FIXTURE_NOISE_CODES)
+        return BCG_MIDSCALE + shake + self._fixture_rng.gauss(0.0, FIXTURE_NOISE_CODES)
 
     def take_radio_out(self):
         """Frames RADI:SEND queued for the air (the world broadcasts them)."""

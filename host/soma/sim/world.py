@@ -216,10 +216,11 @@ class World:
                 self.bath.step(now - last)
             indexes = range(len(beds))
             in_station = self._in_station(beds)
+            # The station is a shield box: a unit inside talks with its reference radio only.
+            outside = [i for i in indexes if i not in in_station] if in_station else indexes
             for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
-                # The station is a shield box: a unit inside talks with its reference radio only.
-                receivers = [STATION] if index in in_station else [i for i in indexes if i not in in_station]
+                receivers = [STATION] if index in in_station else outside
                 for payload in bed_world.radio_out:
                     self.radio.transmit(index, payload, receivers, now)
                 bed_world.radio_out.clear()
@@ -240,7 +241,7 @@ class World:
                 else:
                     beds[receiver][0].deliver_radio(payload)
             if self.bath is not None:
-                self._show_fixture(beds)
+                self._show_fixture(beds, in_station)
             last = now
             self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))
 
@@ -250,8 +251,7 @@ class World:
             return []
         return [index for index, (bed_world, _) in enumerate(beds) if bed_world.station is self.bath]
 
-    def _show_fixture(self, beds):
-        """The station fixture's photodiode and accelerometer watch the first unit in the bath."""
-        inside = [bed_world for bed_world, _ in beds if bed_world.station is self.bath]
-        outputs = inside[0].outputs if inside else [0] * schema.OUTPUT_CHANNELS
+    def _show_fixture(self, beds, in_station):
+        """The station fixture's photodiode and accelerometer watch the first unit in the station."""
+        outputs = beds[in_station[0]][0].outputs if in_station else [0] * schema.OUTPUT_CHANNELS
         self.bath.observe(light_permille=outputs[WAKE_LIGHT], haptic_permille=outputs[HAPTIC])
