@@ -1,19 +1,36 @@
-"""Sanctuary benchmarks. So far: the firmware's time sync (firmware/timesync.py, unchanged)
-in the discrete-event simulation (host/soma/sim/sync_des.py) on a virtual clock, with
-+-50 ppm clocks, 20 % loss, 2 +- 1 ms radio delay and 5 % of timestamps up to 20 ms late.
-Pairwise errors are exact (every bed's true clock is known), over every pair (a random
-sample of pairs per instant for 1024 beds, plus the worst pair), after the first 40 % of
-the run.
+"""Sanctuary benchmarks.
+
+Sixteen virtual beds (the real firmware under MicroPython, 96 KiB heaps), +-50 ppm clocks,
+20 % radio loss, 2 +- 1 ms radio delay; errors are exact (host/soma/sim/sanctuary_watch.py:
+each bed's global time against its own clock, which the world knows):
+- sync.pairwise_p50_us, sync.pairwise_p99_us, sync.pairwise_max_us: every pair of beds
+  every 100 ms, from 30 s after they joined until the root is taken away
+- sync.converge_periods: beacon periods (1 s) from the beds' restart into the sanctuary
+  until all of them stay synced on one root within 2 ms of each other
+- sync.failover_s: the root cut off by radio: seconds until the others agree again
+- ushering.spread_ms: the spread of the 16 beds' ushering onsets (their haptic motors
+  switching on, as the world sees their actuators)
+- power.max_budget_ratio: the most the 16 beds' pads drew together, over the program's
+  Equal Rest budget (tight: 16 beds heating want four times it)
+
+And the firmware's time sync (firmware/timesync.py, unchanged) in the discrete-event
+simulation (host/soma/sim/sync_des.py) on a virtual clock, with +-50 ppm clocks, 20 % loss,
+2 +- 1 ms radio delay and 5 % of timestamps up to 20 ms late. Pairwise errors are exact
+(every bed's true clock is known), over every pair (a random sample of pairs per instant
+for 1024 beds, plus the worst pair), after the first 40 % of the run.
 
 - sync.des_p50_us_N, sync.des_p99_us_N, sync.des_max_us_N, sync.des_converge_periods_N:
   N beds in one radio range (64, 256, 1024)
 - sync.des_p99_us_line16, sync.des_p99_us_grid64, sync.des_p99_us_grid256: multi-hop,
   to show how the error grows with hops
-
-The issue's 16-virtual-bed figures (sync.pairwise_*, ushering, power) come once the bed
-application runs the sync (issue 6).
 """
 
+import time
+
+from soma import program as programs
+from soma.sim.radio import RadioSettings
+from soma.sim.sanctuary import Sanctuary
+from soma.sim.sanctuary_watch import SanctuaryWatch
 from soma.sim.sync_des import SyncNetwork
 
 from . import Result
@@ -27,7 +44,59 @@ def _percentile(values, fraction):
     return values[min(len(values) - 1, int(len(values) * fraction))]
 
 
+BEDS = 16
+KEY = bytes(range(32))
+BUDGET_W = 960  # a quarter of what 16 beds heating at full drive would draw
+# Heating on every bed from the start; the ushering (haptic pulses) 60 s into the program.
+PROGRAM = {
+    "id": 1,
+    "duration": "10m",
+    "budget_w": BUDGET_W,
+    "beds": BEDS,
+    "phase": [{"at": "0s", "pad": 36}],
+    "ushering": {"at": "60s", "ramp": "20s", "light": 100, "haptic": "pulse"},
+}
+
+
 def run():
+    yield from _virtual_sanctuary()
+    yield from _simulated_sync()
+
+
+def _virtual_sanctuary():
+    with Sanctuary(beds=BEDS, seed=1, flashed=True, radio=RadioSettings(loss=0.2), sleepers=False) as sanctuary:
+        time.sleep(2)
+        with SanctuaryWatch(sanctuary, KEY) as watch:
+            joined = watch.provision()
+            watch.start()
+            time.sleep(10)
+            status = watch.request_fields(5, "sanctuary_status", [0])
+            start_us = status["global_time_us"] + 5_000_000
+            values = programs.compile_program(programs.from_data(PROGRAM), 1, start_us)
+            watch.request(5, "program_upload", values)  # a bed that is not the root: it spreads
+            program_start = time.monotonic() + 5
+            time.sleep(5 + 60 + 10)
+            cut = time.monotonic()
+            errors = sorted(watch.pairwise_errors_us(joined + 30, cut - 1))
+            sanctuary.world.radio.partition([0], range(1, BEDS))  # the root (bed 1) cut off
+            time.sleep(20)
+            end = time.monotonic()
+            onsets = [at for at in watch.onsets(program_start + 30) if at is not None]
+            converge = watch.settled_after(joined, range(1, BEDS + 1), cut - 1)
+            failover = watch.settled_after(cut, range(2, BEDS + 1), end - 1)
+            drawn = max(watts for at, watts in list(sanctuary.world.drive_w) if program_start + 2 < at < cut)
+    if len(onsets) < BEDS:
+        raise RuntimeError(f"only {len(onsets)} of {BEDS} beds ushered")
+    yield Result("sync.pairwise_p50_us", round(_percentile(errors, 0.5)), "us")
+    yield Result("sync.pairwise_p99_us", round(_percentile(errors, 0.99)), "us")
+    yield Result("sync.pairwise_max_us", round(errors[-1]), "us")
+    yield Result("sync.converge_periods", round(converge, 1), "periods")
+    yield Result("sync.failover_s", round(failover, 1), "s")
+    yield Result("ushering.spread_ms", round((max(onsets) - min(onsets)) * 1000, 2), "ms")
+    yield Result("power.max_budget_ratio", round(drawn / BUDGET_W, 3), "ratio")
+
+
+def _simulated_sync():
     for beds, seconds, pairs in SINGLE_HOP:
         net = SyncNetwork(beds=beds, seed=1, loss=0.2, late_chance=0.05)
         net.run(seconds, sample_every_us=500_000)

@@ -16,8 +16,10 @@ Board interface:
   clock.ticks_us() -> int          wrapping microsecond counter (time.ticks_us semantics)
   clock.ticks_add(t, delta), clock.ticks_diff(end, start)   wrap-safe arithmetic on those ticks
   clock.sleep_us(us)               idle until that many microseconds have passed
-  radio.send(buf, length)          broadcast one beacon
-  radio.recv_into(buf) -> int      length of one received beacon, 0 if none waiting
+  radio.send(buf, length)          broadcast one radio frame (a beacon or a program chunk)
+  radio.recv_into(buf) -> int      length of one received frame, 0 if none waiting
+  radio.rx_ticks                   clock ticks at which that frame arrived
+  radio.latency_us                 the least delay from send() to arrival (time sync adds it back)
   console.read_into(buf) -> int    bytes waiting on the USB serial line (never blocks)
   console.write(buf, length)
   storage                          a storage.FlashStorage rooted where records live
@@ -62,9 +64,8 @@ NTC_B_KELVIN = const(3950)
 NTC_PULLUP_OHM = const(10_000)
 ADC_FULL_SCALE = const(65_535)
 
-# Thermal drive: 120 W electrical at full drive per zone, 12 V supply.
+# Thermal drive: 120 W electrical at full drive per zone, from the 12 V supply.
 DRIVE_FULL_POWER_W = const(120)
-SUPPLY_MV = const(12_000)
 # Heater current sense: shunt amplifier, full ADC scale is 12 A.
 CURRENT_FULL_SCALE_MA = const(12_000)
 

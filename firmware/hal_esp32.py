@@ -39,6 +39,11 @@ _RESET_CAUSE_UNKNOWN = const(0)
 _RESET_CAUSE_WATCHDOG = const(3)
 # end of wire constants
 
+_STAMPS = const(8)
+# A 64-byte ESP-NOW broadcast at 1 Mb/s: 192 us preamble + ~114 bytes of frame on air,
+# plus the stacks at both ends: the least delay from send() to the receive callback.
+_RADIO_LATENCY_US = const(1_100)
+
 _PERMILLE = const(1000)
 _DUTY_FULL = const(65535)
 # LEDC latches a new duty at the end of the running period: wait two periods at duty 0
@@ -191,6 +196,19 @@ class Radio:
             self._now.add_peer(_BROADCAST)
         except OSError:
             pass  # already registered: ESPNow is a singleton that can outlive a soft reset
+        # Arrival times, stamped in the receive callback rather than when the loop polls
+        # (up to a tick later): time sync fits on them.
+        self._stamps: list = [0] * _STAMPS
+        self._stamp_head = 0
+        self._stamp_count = 0
+        self.rx_ticks = 0
+        self.latency_us = _RADIO_LATENCY_US
+        self._now.irq(self._arrived)
+
+    def _arrived(self, _):
+        if self._stamp_count < _STAMPS:
+            self._stamps[(self._stamp_head + self._stamp_count) % _STAMPS] = time.ticks_us()
+            self._stamp_count += 1
 
     def send(self, buf, length):
         """Broadcast buf[:length] without waiting for acknowledgement."""
@@ -214,6 +232,12 @@ class Radio:
             self.recv_dropped += 1
             return 0
         buf[:n] = msg
+        if self._stamp_count:
+            self.rx_ticks = self._stamps[self._stamp_head]
+            self._stamp_head = (self._stamp_head + 1) % _STAMPS
+            self._stamp_count -= 1
+        else:
+            self.rx_ticks = time.ticks_us()
         return n
 
 

@@ -3,7 +3,10 @@
 Deadlines advance by exactly one period (ticks_add), so lateness never accumulates;
 after a long stall the loop drops the missed ticks instead of bursting. Garbage
 collection runs in the idle time after a tick body, never inside one. Lateness and body
-time go into fixed histograms (no allocation) for telemetry and the benchmarks.
+time go into fixed histograms (no allocation) for telemetry and the benchmarks. One alarm
+can fire between ticks, at a given clock reading: for actions that must happen at an
+instant finer than the tick (the ushering's start on every bed at once), as a hardware
+timer would.
 """
 
 import gc
@@ -13,7 +16,7 @@ from micropython import const
 
 PERIOD_US = const(10_000)  # 100 Hz
 BUCKET_US = const(20)  # histogram resolution
-BUCKETS = const(128)  # the last bucket collects everything from 2.54 ms up
+_BUCKETS = const(128)  # the last bucket collects everything from 2.54 ms up
 _GC_IDLE_US = const(4_000)  # a collection of the 96 KiB heap fits well inside this
 _GC_EVERY_TICKS = const(100)  # collect about once a second, before the heap fills
 _RESYNC_PERIODS = const(5)
@@ -33,12 +36,19 @@ class Scheduler:
         self._collected_at = 0
         self.late_max_us = 0
         self.body_max_us = 0
-        self.late_histogram = array("I", bytes(4 * BUCKETS))
-        self.body_histogram = array("I", bytes(4 * BUCKETS))
+        self.late_histogram = array("I", bytes(4 * _BUCKETS))
+        self.body_histogram = array("I", bytes(4 * _BUCKETS))
         self._since_gc = 0
+        self._alarm = None
+        self._alarm_at = 0
+
+    def alarm(self, at_ticks, action):
+        """Call action() in the idle time when the clock reads `at_ticks` (replaces any alarm)."""
+        self._alarm_at = at_ticks
+        self._alarm = action
 
     def run(self, tick):
-        """Call tick(count) every period until stop() (or until tick raises)."""
+        """Call tick(count) every period until `running` is cleared (or tick raises)."""
         self.running = True
         clock = self._clock
         deadline = clock.ticks_us()
@@ -47,13 +57,13 @@ class Scheduler:
             late = clock.ticks_diff(start, deadline)
             if late < 0:
                 late = 0
-            self.late_histogram[min(late // BUCKET_US, BUCKETS - 1)] += 1
+            self.late_histogram[min(late // BUCKET_US, _BUCKETS - 1)] += 1
             if late > self.late_max_us:
                 self.late_max_us = late
             tick(self.ticks)
             end = clock.ticks_us()
             body = clock.ticks_diff(end, start)
-            self.body_histogram[min(body // BUCKET_US, BUCKETS - 1)] += 1
+            self.body_histogram[min(body // BUCKET_US, _BUCKETS - 1)] += 1
             if body > self.body_max_us:
                 self.body_max_us = body
             self.ticks += 1
@@ -67,6 +77,14 @@ class Scheduler:
             self._since_gc += 1
             if remaining > _GC_IDLE_US and self._since_gc >= _GC_EVERY_TICKS:
                 self._collect()
+                remaining = clock.ticks_diff(deadline, clock.ticks_us())
+            action = self._alarm
+            if action is not None and clock.ticks_diff(self._alarm_at, deadline) < 0:  # due this period
+                until = clock.ticks_diff(self._alarm_at, clock.ticks_us())
+                if until > 0:
+                    clock.sleep_us(until)
+                self._alarm = None
+                action()
                 remaining = clock.ticks_diff(deadline, clock.ticks_us())
             if remaining > 0:
                 clock.sleep_us(remaining)
@@ -88,22 +106,3 @@ class Scheduler:
         self._since_gc = 0
         if pause > self.gc_pause_max_us:
             self.gc_pause_max_us = pause
-
-    def stop(self):
-        self.running = False
-
-
-def percentile_us(histogram, fraction):
-    """An upper bound (us, a bucket's top edge) for the `fraction` quantile of the values."""
-    total = 0
-    for count in histogram:
-        total += count
-    if not total:
-        return 0
-    goal = fraction * total
-    seen = 0
-    for index in range(len(histogram)):
-        seen += histogram[index]
-        if seen >= goal:
-            return (index + 1) * BUCKET_US
-    return len(histogram) * BUCKET_US

@@ -3,8 +3,8 @@
 Thermistor codes are averaged over 10 samples (a 10 Hz reading, which also filters
 noise) and converted through each sensor's fixed-point table. Each thermistor sample is
 also checked against the open/short ADC window; `window_faults` has a bit per sensor
-whose readings stayed outside the window for OPEN_SHORT_SAMPLES consecutive ticks.
-BCG samples go into a preallocated ring for the sensing pipeline.
+whose readings stayed outside the window for _OPEN_SHORT_SAMPLES consecutive ticks.
+The BCG channel's latest code is in `raw` (the sensing pipeline will take it from there).
 """
 
 from array import array
@@ -21,10 +21,9 @@ from board import (
     CURRENT_FULL_SCALE_MA,
 )
 
-THERMISTORS = const(3)  # pad left, pad right, ambient: ADC channels 0..2
+_THERMISTORS = const(3)  # pad left, pad right, ambient: ADC channels 0..2
 AVERAGE = const(10)  # samples per 10 Hz reading
-OPEN_SHORT_SAMPLES = const(20)  # 0.2 s: detected well inside the 0.5 s the zone must be off by
-BCG_RING = const(1024)  # > 10 s at 100 Hz
+_OPEN_SHORT_SAMPLES = const(20)  # 0.2 s: detected well inside the 0.5 s the zone must be off by
 
 
 class Sensors:
@@ -34,14 +33,12 @@ class Sensors:
         self.open_above = open_above
         self.short_below = short_below
         self.raw = array("H", bytes(2 * 6))  # last code of every channel
-        self._sums = array("i", bytes(4 * THERMISTORS))
-        self.codes = array("i", bytes(4 * THERMISTORS))  # last 10-sample average code
-        self.temps_mc = array("i", bytes(4 * THERMISTORS))  # last 10 Hz reading, milli-degC
+        self._sums = array("i", bytes(4 * _THERMISTORS))
+        self.codes = array("i", bytes(4 * _THERMISTORS))  # last 10-sample average code
+        self.temps_mc = array("i", bytes(4 * _THERMISTORS))  # last 10 Hz reading, milli-degC
         self.currents_ma = array("i", bytes(4 * 2))
-        self._outside = array("H", bytes(2 * THERMISTORS))
+        self._outside = array("H", bytes(2 * _THERMISTORS))
         self.window_faults = 0
-        self.bcg = array("H", bytes(2 * BCG_RING))
-        self.bcg_count = 0  # samples ever written; the newest is bcg[(bcg_count - 1) % BCG_RING]
         self._phase = 0
         self.readings = 0  # 10 Hz readings completed
 
@@ -49,29 +46,26 @@ class Sensors:
         """Read every channel once. Returns True when a new 10 Hz reading is ready."""
         adc = self._adc  # calling adc.read directly: a bound method object would be allocated
         raw = self.raw
-        for channel in range(THERMISTORS):  # ADC_PAD_LEFT, ADC_PAD_RIGHT, ADC_AMBIENT
+        for channel in range(_THERMISTORS):  # ADC_PAD_LEFT, ADC_PAD_RIGHT, ADC_AMBIENT
             code = adc.read(channel)
             raw[channel] = code
             self._sums[channel] += code
             if code > self.open_above or code < self.short_below:
-                if self._outside[channel] < OPEN_SHORT_SAMPLES:
+                if self._outside[channel] < _OPEN_SHORT_SAMPLES:
                     self._outside[channel] += 1
-                    if self._outside[channel] == OPEN_SHORT_SAMPLES:
+                    if self._outside[channel] == _OPEN_SHORT_SAMPLES:
                         self.window_faults |= 1 << channel
             else:
                 self._outside[channel] = 0
                 self.window_faults &= ~(1 << channel)
         raw[ADC_CURRENT_LEFT] = adc.read(ADC_CURRENT_LEFT)
         raw[ADC_CURRENT_RIGHT] = adc.read(ADC_CURRENT_RIGHT)
-        code = adc.read(ADC_BCG)
-        raw[ADC_BCG] = code
-        self.bcg[self.bcg_count % BCG_RING] = code
-        self.bcg_count = (self.bcg_count + 1) & 0x3FFFFFFF  # a small int on the ESP32; BCG_RING divides 2^30
+        raw[ADC_BCG] = adc.read(ADC_BCG)
         self._phase += 1
         if self._phase < AVERAGE:
             return False
         self._phase = 0
-        for channel in range(THERMISTORS):
+        for channel in range(_THERMISTORS):
             code = self._sums[channel] // AVERAGE
             self._sums[channel] = 0
             self.codes[channel] = code

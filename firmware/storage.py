@@ -25,10 +25,6 @@ class FlashStorage:
     def open(self, name, mode="rb"):
         return open(self._root + name, mode)
 
-    def rename(self, src, dst):
-        """Rename src to dst, replacing an existing dst atomically."""
-        os.rename(self._root + src, self._root + dst)
-
     def remove(self, name):
         """Remove `name`; a missing file is not an error."""
         try:
@@ -36,13 +32,6 @@ class FlashStorage:
         except OSError as e:
             if e.errno != ENOENT:
                 raise
-
-    def exists(self, name):
-        try:
-            os.stat(self._root + name)
-        except OSError:
-            return False
-        return True
 
     def read(self, name):
         """The whole of `name` as bytes, or None if it does not exist."""
@@ -65,4 +54,4 @@ class FlashStorage:
         with open(self._root + tmp, "wb") as f:
             f.write(data)
             f.flush()
-        self.rename(tmp, name)
+        os.rename(self._root + tmp, self._root + name)  # replaces `name` in one step

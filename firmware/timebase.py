@@ -18,3 +18,7 @@ class LocalTime:
         self._us += self._clock.ticks_diff(now, self._last)
         self._last = now
         return self._us
+
+    def at_ticks(self, ticks):
+        """The local time (us since boot) of a recent reading `ticks` of the board clock."""
+        return self.now_us() - self._clock.ticks_diff(self._last, ticks)

@@ -157,7 +157,7 @@ def test_the_radio_step_counts_the_reference_beacons_only(tmp_path):
     with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True, time_scale=TIME_SCALE) as sanctuary:
         for number, bed in enumerate(sanctuary.beds, 1):
             with SerialLink(bed.port) as link:
-                link.management().request("provision_key", [7, number, key], timeout=10)
+                link.management().provision(7, number, key)
         sanctuary.place_in_fixture(1)
         plan = Plan.load(DEFAULT_PLAN).only(["radio"])
         with SerialLink(sanctuary.beds[0].port) as link, SerialLink(sanctuary.bath.port, 9600) as fixture:

@@ -7,6 +7,8 @@ HEAP: the firmware plus the test harness (scripted board, plant, scenarios). The
 budget of the firmware alone is measured by `make bench-firmware` (heap_used_bytes).
 """
 
+import hashlib
+
 import pytest
 
 from soma.mpexec import run_micropython
@@ -153,6 +155,13 @@ def test_a_normal_eight_hour_night_never_trips(tmp_path):
     assert report["latched"] == []
     assert report["ticks"] >= 8 * 3600 * 100
     assert report["overruns"] == 0
+
+
+def test_a_provisioned_key_takes_effect_at_the_next_boot(tmp_path):
+    report = scenario("provision()", tmp_path)
+    assert report["answer"] == [list(hashlib.sha256(bytes(range(32))).digest()[:4])]
+    assert report["restarted"] and report["before"] == [False, 0]
+    assert report["after"] == [True, 7, 3]
 
 
 def test_console_answers_every_request_and_rejects_malformed_frames(tmp_path):

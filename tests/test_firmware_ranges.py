@@ -21,7 +21,9 @@ def test_pid_products_stay_small():
 
 
 def test_config_cannot_exceed_the_pid_gain_bound():
-    for index, name in enumerate(config.FIELDS):
+    fields = [leaf.path for leaf in ir.all_messages()["config_data"].fields]
+    assert len(config._LIMITS) == 3 * len(fields)  # default, low, high per ConfigData value
+    for index, name in enumerate(fields):
         if name.endswith("_q16"):
             assert config._LIMITS[3 * index + 2] <= control.GAIN_MAX_Q16
 
@@ -29,7 +31,6 @@ def test_config_cannot_exceed_the_pid_gain_bound():
 def test_sample_path_sums_and_scalings_stay_small():
     assert sensors.AVERAGE * board.ADC_FULL_SCALE < SMALL_INT
     assert board.ADC_FULL_SCALE * board.CURRENT_FULL_SCALE_MA < SMALL_INT
-    assert (1 << 30) % sensors.BCG_RING == 0  # the BCG sample counter wraps cleanly
 
 
 def test_thermistor_interpolation_stays_small_for_nominal_and_spread_units():
@@ -60,7 +61,6 @@ def test_thermistor_table_is_exact_to_ten_millikelvin_where_beds_live():
 
 
 def test_firmware_constants_agree_with_the_schema():
-    assert config.FIELDS == tuple(leaf.path for leaf in ir.all_messages()["config_data"].fields)
     outputs = {str(k): int(v) for k, v in schema.OutputChannel.encmapping.items()}
     assert outputs == {
         "drive_left": board.OUT_DRIVE_LEFT,

@@ -53,8 +53,9 @@ def test_first_install_unchanged_reflash_and_one_changed_file(tmp_path, image):
 
 def test_firmware_that_never_confirms_is_rolled_back(tmp_path, image):
     def never_confirm(tree):
-        source = (tree / "bed.py").read_text()
-        (tree / "bed.py").write_text(source.replace("self.boot.confirm()", "pass  # broken build: never confirms"))
+        source = (tree / "service.py").read_text()
+        assert "bed.boot.confirm()" in source
+        (tree / "service.py").write_text(source.replace("bed.boot.confirm()", "pass  # broken build: never confirms"))
 
     broken = variant(tmp_path, "broken", never_confirm)
     with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary, UnitLink(sanctuary.beds[0].port) as link:

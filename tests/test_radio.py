@@ -28,7 +28,7 @@ def test_bursty_loss_follows_gilbert_elliott():
     outcomes = []
     for n in range(FRAMES):
         medium.transmit(0, n, (0, 1), now=float(n))
-    received = {payload for _, payload in medium.due(FRAMES + 10.0)}
+    received = {payload for _, payload, _ in medium.due(FRAMES + 10.0)}
     outcomes = [n in received for n in range(FRAMES)]
     bursts, run = [], 0
     for ok in outcomes:
@@ -52,11 +52,11 @@ def test_partition_and_heal():
     medium = RadioMedium(seed=6)
     medium.partition({0, 1}, {2})
     medium.transmit(0, b"a", (0, 1, 2), now=0.0)
-    assert [receiver for receiver, _ in medium.due(1.0)] == [1]
+    assert [receiver for receiver, _, _ in medium.due(1.0)] == [1]
     assert medium.counts["partitioned"] == 1
     medium.partition()
     medium.transmit(2, b"b", (0, 1, 2), now=2.0)
-    assert sorted(receiver for receiver, _ in medium.due(3.0)) == [0, 1]
+    assert sorted(receiver for receiver, _, _ in medium.due(3.0)) == [0, 1]
 
 
 @pytest.mark.parametrize("bad", [{"loss": 1.5}, {"p_leave_burst": -0.1}, {"delay_s": 0.001, "jitter_s": 0.002}])
@@ -69,6 +69,6 @@ def test_beacons_cross_the_medium_between_flashed_beds(tmp_path):
     with Sanctuary(beds=2, root=tmp_path, flashed=True) as sanctuary:
         for number, bed in enumerate(sanctuary.beds, 1):
             with SerialLink(bed.port) as link:
-                link.management().request("provision_key", [9, number, bytes(range(32))], timeout=5)
+                link.management().provision(9, number, bytes(range(32)))
         assert wait_for(lambda: all(bed.world.radio_received >= 2 for bed in sanctuary.beds), 6)
         assert sanctuary.world.radio.counts["delivered"] >= 4

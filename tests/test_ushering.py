@@ -1,7 +1,11 @@
-"""The Wake-Dream Ushering's smart window (firmware/ushering.py): from any sleep-state
-history, every bed holding the same reports (in any order, repeated) picks the same
-instant, the first epoch end with a majority of occupied beds ready, or the window's end;
-and the wake light rises by perceived brightness. Also under MicroPython."""
+"""The Wake-Dream Ushering's smart window (firmware/ushering.py SmartWindow): from random
+sleep-state histories, with beacons lost, late and out of order and each bed deciding on
+its own ticks, every bed picks the same instant, and that instant is the reference
+decision: the end of the first epoch in which a strict majority of the occupied beds were
+ready (light sleep or moving), or the window's end. The wake light rises by perceived
+brightness. Also under MicroPython."""
+
+import random
 
 import ushering
 from hypothesis import given, settings
@@ -9,67 +13,115 @@ from hypothesis import strategies as st
 
 from soma.mpexec import run_micropython
 
-EPOCH_US = 30_000_000
-WINDOW = (1_000_000_000, 1_000_000_000 + 20 * EPOCH_US)
-PROPERTY = settings(max_examples=1_000)  # a small pure function: the fuzz floor is for decoders
-
-report = st.tuples(st.integers(1, 12), st.integers(0, 2), st.integers(0, 4))  # bed, occupancy, readiness
-histories = st.dictionaries(st.integers(0, 19), st.lists(report, max_size=16), max_size=20)
+START_US = 1_000_000_000
+PERIOD_US = 1_000_000  # beacons about once a second
+OCCUPIED, LIGHT, MOVING = 2, 2, 4
 
 
-def majority_ready(reports):
-    beds = {}
-    for bed_id, occupancy, readiness in reports:
-        occupied, ready = beds.get(bed_id, (False, False))
-        beds[bed_id] = (occupied or occupancy == 2, ready or readiness in (2, 4))
-    occupied = [ready for is_occupied, ready in beds.values() if is_occupied]
-    return bool(occupied) and 2 * sum(occupied) > len(occupied)
+def reference_onset(start_us, end_us, epoch_us, states):
+    """states: {bed: [(occupancy, readiness) per epoch]}: the decision from what every bed
+    advertised, heard perfectly."""
+    for epoch in range((end_us - start_us) // epoch_us):
+        occupied = [readiness in (LIGHT, MOVING) for (occupancy, readiness) in _at(states, epoch) if occupancy == 2]
+        if occupied and 2 * sum(occupied) > len(occupied):
+            return start_us + (epoch + 1) * epoch_us
+    return end_us
 
 
-@PROPERTY
-@given(histories, st.randoms(use_true_random=False))
-def test_every_bed_picks_the_same_instant_whatever_the_order_of_its_reports(history, rng):
-    onset = ushering.onset_us(*WINDOW, EPOCH_US, history)
-    shuffled = {}
-    for epoch, reports in history.items():
-        copy = reports + reports[: rng.randrange(len(reports) + 1)]  # some heard twice
-        rng.shuffle(copy)
-        shuffled[epoch] = copy
-    assert ushering.onset_us(*WINDOW, EPOCH_US, shuffled) == onset
+def _at(states, epoch):
+    return [history[epoch] for history in states.values()]
 
 
-@PROPERTY
-@given(histories)
-def test_the_onset_is_the_end_of_the_first_majority_epoch_or_the_deadline(history):
-    onset = ushering.onset_us(*WINDOW, EPOCH_US, history)
-    assert WINDOW[0] + EPOCH_US <= onset <= WINDOW[1]
-    ready_epochs = [epoch for epoch in range(20) if majority_ready(history.get(epoch, []))]
-    if ready_epochs:
-        assert onset == WINDOW[0] + (ready_epochs[0] + 1) * EPOCH_US
-    else:
-        assert onset == WINDOW[1]
+def night(states, window_us, loss, seed, sync_error_us=1_000):
+    """Every bed's SmartWindow after the window, fed by lossy, jittered beacons carrying
+    the sender's state of the epoch its (slightly wrong) global clock is in; each bed
+    decides at 10 Hz on its own tick phase. Returns the onsets, one per bed."""
+    rng = random.Random(seed)
+    beds = sorted(states)
+    end_us = START_US + window_us
+    windows = {bed: ushering.SmartWindow(START_US, end_us) for bed in beds}
+    epoch_us = windows[beds[0]].epoch_us
+    clock_error = {bed: rng.randrange(-sync_error_us, sync_error_us + 1) for bed in beds}
+    events = []  # (true time, kind, bed, payload)
+    for bed in beds:
+        t = START_US - 2 * PERIOD_US + rng.randrange(PERIOD_US)
+        while t < end_us + PERIOD_US:
+            events.append((t, 0, bed, None))
+            t += PERIOD_US + rng.randrange(-100_000, 100_001)
+        phase = rng.randrange(100_000)
+        events += [(t, 1, bed, None) for t in range(START_US + phase, end_us + 200_000, 100_000)]
+    events.sort()
+    heard = []
+    for t, kind, bed, _ in events:
+        while heard and heard[0][0] <= t:
+            _, receiver, sender, stamp, state = heard.pop(0)
+            windows[receiver].heard(sender, stamp, *state)
+        if kind == 1:
+            windows[bed].decide(t + clock_error[bed])
+            continue
+        stamp = t + clock_error[bed]
+        epoch = max(0, (stamp - START_US) // epoch_us)
+        state = states[bed][min(epoch, len(states[bed]) - 1)]
+        windows[bed].heard(bed, stamp, *state)  # a bed hears itself
+        for receiver in beds:
+            if receiver != bed and rng.random() >= loss:
+                heard.append((t + rng.randrange(1_000, 3_001), receiver, bed, stamp, state))
+        heard.sort()
+    return {bed: window.decide(end_us + 1) for bed, window in windows.items()}, epoch_us
 
 
-def test_empty_beds_do_not_vote():
-    history = {3: [(1, 1, 4), (2, 1, 4), (3, 2, 3)], 5: [(3, 2, 2), (1, 1, 3)]}
-    assert ushering.onset_us(*WINDOW, EPOCH_US, history) == WINDOW[0] + 6 * EPOCH_US
+state = st.tuples(st.sampled_from([0, 1, 2]), st.integers(0, 4))  # occupancy, readiness
+EPOCHS = 4
+histories = st.dictionaries(
+    st.integers(1, 12), st.lists(state, min_size=EPOCHS, max_size=EPOCHS), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=60, deadline=None)  # each example simulates a whole window of beacons
+@given(histories, st.floats(0.0, 0.3), st.integers(0, 2**32))
+def test_every_bed_picks_the_same_instant_the_reference_one(states, loss, seed):
+    window_us = EPOCHS * 30_000_000
+    onsets, epoch_us = night(states, window_us, loss, seed)
+    assert epoch_us == 30_000_000
+    assert set(onsets.values()) == {reference_onset(START_US, START_US + window_us, epoch_us, states)}
+
+
+def test_short_windows_use_shorter_epochs_and_the_deadline_bounds_the_onset():
+    assert ushering.SmartWindow(0, 20_000_000).epoch_us == 5_000_000
+    assert ushering.SmartWindow(0, 3_000_000).onset_us == 3_000_000  # no whole epoch: the deadline
+    nobody_ready = {1: [(OCCUPIED, 3)] * 4, 2: [(OCCUPIED, 1)] * 4}
+    onsets, _ = night(nobody_ready, 4 * 30_000_000, 0.2, 5)
+    assert set(onsets.values()) == {START_US + 4 * 30_000_000}
+
+
+def test_empty_and_unknown_beds_do_not_vote():
+    states = {1: [(1, MOVING)] * 4, 2: [(0, MOVING)] * 4, 3: [(OCCUPIED, 3), (OCCUPIED, LIGHT), (OCCUPIED, 3), (2, 3)]}
+    onsets, epoch_us = night(states, 4 * 30_000_000, 0.1, 9)
+    assert set(onsets.values()) == {START_US + 2 * epoch_us}
 
 
 def test_the_light_rises_by_perceived_brightness():
-    ramp = [ushering.light_permille(t, 600, 1000) for t in range(-10, 700, 10)]
-    assert ramp[0] == 0 and ramp[-1] == 1000
-    assert all(a <= b for a, b in zip(ramp, ramp[1:], strict=False))
-    assert ushering.light_permille(300, 600, 1000) < 250  # half the perceived ramp: under a quarter of the power
-    assert ushering.light_permille(10_000, 600, 400) == ushering.light_permille(600, 600, 400) < 1000
+    duties = [ushering.duty(lightness) for lightness in range(0, 1001, 10)]
+    assert duties[0] == 0 and duties[-1] == 1000
+    assert all(a <= b for a, b in zip(duties, duties[1:], strict=False))
+    assert ushering.duty(500) < 250  # half the perceived brightness: under a quarter of the power
 
 
-def test_the_same_decision_and_ramp_under_micropython():
-    history = {2: [(1, 2, 3), (2, 2, 2)], 4: [(1, 2, 2), (2, 2, 4), (3, 1, 0)]}
+def test_the_same_decision_and_duties_under_micropython():
+    states = {1: [(2, 3), (2, 2), (2, 4), (2, 3)], 2: [(2, 3), (2, 3), (2, 2), (2, 3)], 3: [(1, 4)] * 4}
+    epochs = [
+        [(bed, START_US + epoch * 30_000_000 + 15_000_000, *history[epoch]) for bed, history in states.items()]
+        for epoch in range(4)
+    ]
     code = (
         "import json, ushering\n"
-        f"print(json.dumps([ushering.onset_us({WINDOW[0]}, {WINDOW[1]}, {EPOCH_US}, {history!r}),"
-        " [ushering.light_permille(t, 600, 800) for t in range(0, 700, 50)]]))"
+        f"w = ushering.SmartWindow({START_US}, {START_US + 120_000_000})\n"
+        f"for epoch, reports in enumerate({epochs!r}):\n"
+        "    for report in reports:\n"
+        "        w.heard(*report)\n"
+        f"    w.decide({START_US} + (epoch + 1) * 30_000_000)\n"
+        "print(json.dumps([w.onset_us, [ushering.duty(x) for x in range(0, 1001, 125)]]))"
     )
-    onset, ramp = run_micropython(code)
-    assert onset == ushering.onset_us(*WINDOW, EPOCH_US, history)
-    assert ramp == [ushering.light_permille(t, 600, 800) for t in range(0, 700, 50)]
+    onset, duties = run_micropython(code)
+    assert onset == reference_onset(START_US, START_US + 120_000_000, 30_000_000, states) == START_US + 90_000_000
+    assert duties == [ushering.duty(x) for x in range(0, 1001, 125)]

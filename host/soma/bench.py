@@ -428,16 +428,11 @@ def _reboot(station, method="reset", timeout=20.0):
     station.client.request("reboot", [0, int(schema.RebootMethod.encmapping[method])], timeout=3)
     station.expected_resets += 1
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            info = station.info(timeout=0.25)
-        except ManagementTimeout:
-            continue
-        elapsed = time.monotonic() - started
-        if info["uptime_ms"] < elapsed * 1000:  # a boot newer than the request
-            return info, elapsed
-        time.sleep(0.1)
-    raise SomaError(f"the unit did not come back within {timeout:g} s of its reset")
+    try:
+        info = station.client.await_new_boot(started, timeout)
+    except ManagementTimeout as exc:
+        raise SomaError(str(exc)) from None
+    return info, time.monotonic() - started
 
 
 class Output(Kind):
@@ -473,7 +468,8 @@ class RadioLoopback(Kind):
         key, sanctuary_id = station.key, info["sanctuary_id"]
         if info["record_flags"] & KEY_MISSING:
             key, sanctuary_id = BENCH_KEY, BENCH_SANCTUARY_ID
-            station.client.request("provision_key", [sanctuary_id, 1, key], timeout=10)
+            station.client.provision(sanctuary_id, 1, key)
+            station.expected_resets += 1
             station.report.notes.append("provisioned the bench test key: run soma provision before use")
         elif key is None:
             raise SomaError("the unit holds a sanctuary key: give its key file (--key FILE) to test the radio")

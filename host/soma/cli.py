@@ -22,6 +22,8 @@ COMMANDS = {
     "history": ("soma.commands.units:history", "Show one unit's recorded flashes, calibrations and bench runs."),
     "ports": ("soma.commands.ports", "List serial ports and which are Soma units or blank MicroPython boards."),
     "provision": ("soma.commands.provision", "Give a unit its sanctuary key and bed id (key never printed)."),
+    "program": ("soma.commands.program", "Check a sleep program file; upload it to a bed of a sanctuary."),
+    "sanctuary": ("soma.commands.sanctuary", "Show what a bed knows of its sanctuary: sync, program, power, peers."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }

@@ -69,6 +69,27 @@ class ManagementClient:
             raise DeviceError(message, values[0], values[1])
         return values
 
+    def await_new_boot(self, since, timeout=20.0):
+        """The unit's info fields once it answers from a boot newer than monotonic time
+        `since` (a reset it was asked for); ManagementTimeout after `timeout` seconds."""
+        while time.monotonic() - since < timeout:
+            try:
+                info = self.request_fields("info", timeout=0.25)
+            except (ManagementTimeout, DeviceError):  # still down, or busy starting
+                continue
+            if info["uptime_ms"] < (time.monotonic() - since) * 1000:
+                return info
+            time.sleep(0.1)
+        raise ManagementTimeout(f"the unit did not come back within {timeout:g} s of its reset")
+
+    def provision(self, sanctuary_id, bed_id, key, timeout=20.0):
+        """Give the unit its sanctuary key and bed id; it restarts with them (its sanctuary
+        part is built at boot): return the key id once it answers again."""
+        since = time.monotonic()
+        key_id = self.request("provision_key", [sanctuary_id, bed_id, key], timeout=5)[0]
+        self.await_new_boot(since, timeout)
+        return key_id
+
     def request_fields(self, message, values=(), timeout=2.0):
         """request(), with the response as a dict of field name -> value (nested as declared)."""
         answer = self.request(message, values, timeout)

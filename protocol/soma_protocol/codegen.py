@@ -118,9 +118,11 @@ def pack(layout, buf, off, values):
         raise ProtocolError("%s: %d values, expected %d" % (name, len(values), spec[o + 2]))
     first = o + 7
     last_segment = first + spec[o + 4]
-    full = list(values)
-    for k in range(last_segment, last_segment + 2 * spec[o + 5], 2):
-        full.insert(spec[k], _CONSTS[spec[k + 1]])
+    full = values
+    if spec[o + 5]:  # constants to insert: on a copy (large payloads have none, and no copy)
+        full = list(values)
+        for k in range(last_segment, last_segment + 2 * spec[o + 5], 2):
+            full.insert(spec[k], _CONSTS[spec[k + 1]])
     at = 0
     need = 4 if spec[o + 3] else 0
     for k in range(first, last_segment):
@@ -264,18 +266,19 @@ def constants():
         out[name.upper()] = index
     out["ERROR_LAYOUT"] = layout_ids()[_payload_names()[id(schema.ERROR_PAYLOAD)]]
     for name, msg in ir.all_messages().items():
-        if name not in schema.MESSAGES or msg.fixed_size is None:
-            continue
-        # Sizes, value indexes and offsets of byte fields (the tag) firmware reads in place.
+        # Value indexes; for fixed-size messages also the size and the offsets of byte
+        # fields (the tag) firmware reads in place.
         upper = name.upper()
+        for index, leaf in enumerate(msg.fields):
+            out[f"{upper}_IX_{leaf.param.upper()}"] = index
+        if msg.fixed_size is None:
+            continue
         out[f"{upper}_SIZE"] = msg.fixed_size
         offset = 0
         for leaf in msg.leaves:
             if leaf.kind == "bytes":
                 out[f"{upper}_AT_{leaf.param.upper()}"] = offset
             offset += leaf.size
-        for index, leaf in enumerate(msg.fields):
-            out[f"{upper}_IX_{leaf.param.upper()}"] = index
     return out
 
 

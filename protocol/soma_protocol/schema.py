@@ -81,7 +81,7 @@ FRAME_FLAG = 0x7E
 FRAME_ESCAPE = 0x7D
 FRAME_ESCAPE_XOR = 0x20
 FRAME_CONTROL_LIMIT = 0x20  # bytes below this are always escaped
-FRAME_BODY_MAX = 600  # unescaped body bytes, CRC included
+FRAME_BODY_MAX = 340  # unescaped body bytes, CRC included: the largest frame (calibration, 321) fits
 
 FrameKind = Enum(
     Int8ul,
@@ -114,6 +114,8 @@ MessageId = Enum(
     set_targets=16,
     autotune=17,
     loop_stats=18,
+    program_upload=19,
+    sanctuary_status=20,
     telemetry=64,
     fault_event=65,
     boot_event=66,
@@ -139,6 +141,7 @@ RecordKind = Enum(
     config=2,
     comfort=3,
     key=4,
+    program=5,
 )
 
 RECORD_MAGIC = b"SOMR"
@@ -210,11 +213,53 @@ KeyData = Struct(
     "key" / Bytes(KEY_LEN),
 )
 
+# --------------------------------------------------------------------------
+# Programs: the night's phases on the sanctuary's global clock (record kind "program";
+# uploaded to one bed, spread to the others in ProgramChunk radio frames)
+# --------------------------------------------------------------------------
+PROGRAM_PHASES_MAX = 16
+
+# How a phase sets the pads: keep what the last phase set, off, an absolute set point,
+# or an offset from the sleeper's comfort profile.
+PadMode = Enum(Int8ul, keep=0, off=1, absolute=2, comfort_offset=3)
+
+HapticPattern = Enum(Int8ul, off=0, pulse=1, wave=2)
+
+ProgramPhase = Struct(
+    "at_s" / Int32ul,  # from the program's start
+    "pad_mode" / PadMode,
+    "pad_mc" / Int32sl,  # set point (absolute) or offset (comfort_offset), millidegrees
+    "light_permille" / Int16ul,  # perceived brightness reached at the end of the ramp
+    "light_ramp_s" / Int16ul,
+    "haptic" / HapticPattern,
+)
+
+ProgramData = Struct(
+    "program_id" / Int16ul,
+    "version" / Int16ul,  # the newest version (then the higher id) wins in the sanctuary
+    "start_us" / Int64ul,  # global time
+    "duration_s" / Int32ul,
+    "budget_w" / Int16ul,  # Equal Rest budget of the sanctuary; 0: the configuration's
+    "beds" / Int8ul,  # beds in the sanctuary: unheard ones are reserved at worst case
+    # Wake-Dream Ushering: at wake_at_s, or earlier in the smart window before it.
+    "wake_at_s" / Int32ul,
+    "smart_window_s" / Int16ul,  # 0: exactly at wake_at_s
+    "ushering_ramp_s" / Int16ul,
+    "ushering_light_permille" / Int16ul,
+    "ushering_pad_mode" / PadMode,
+    "ushering_pad_mc" / Int32sl,
+    "ushering_haptic" / HapticPattern,
+    # ProgramPhase records back to back (at most PROGRAM_PHASES_MAX): bytes, so that a bed
+    # reads one phase at a time instead of holding every value of every phase in its heap.
+    "phases" / Prefixed(Int8ul, GreedyBytes),
+)
+
 RECORD_PAYLOADS = {
     "calibration": CalibrationData,
     "config": ConfigData,
     "comfort": ComfortData,
     "key": KeyData,
+    "program": ProgramData,
 }
 
 # --------------------------------------------------------------------------
@@ -258,7 +303,7 @@ ErrorCode = Enum(
     unknown_message=2,
     bad_payload=3,
     refused=4,  # the safety supervisor or the unit's state says no
-    busy=5,
+    busy=5,  # the unit cannot take it now (its heap is too full for the handler): ask again
     storage=6,
 )
 
@@ -271,6 +316,18 @@ PingPayload = Struct("nonce" / Int32ul)
 # after a trial slot failed to confirm.
 BootState = Enum(Int8ul, development=0, confirmed=1, trial=2, rolled_back=3)
 
+# Records missing or corrupt at boot (the unit runs on safe defaults instead).
+RecordFlags = FlagsEnum(
+    Int8ul,
+    calibration_missing=1,
+    calibration_corrupt=2,
+    config_corrupt=4,
+    comfort_corrupt=8,
+    key_missing=16,
+    key_corrupt=32,
+    program_corrupt=64,
+)
+
 InfoResponse = Struct(
     "firmware_version" / _blob(),
     "firmware_hash" / Bytes(8),
@@ -279,16 +336,7 @@ InfoResponse = Struct(
     "reset_cause" / ResetCause,
     "uptime_ms" / Int32ul,
     "calibration_state" / CalibrationState,
-    "record_flags"
-    / FlagsEnum(
-        Int8ul,
-        calibration_missing=1,
-        calibration_corrupt=2,
-        config_corrupt=4,
-        comfort_corrupt=8,
-        key_missing=16,
-        key_corrupt=32,
-    ),
+    "record_flags" / RecordFlags,
     "fault_mask" / Int32ul,
     "sanctuary_id" / Int16ul,
     "bed_id" / Int16ul,
@@ -331,6 +379,53 @@ FaultClearResponse = Struct(
     "remaining_mask" / Int32ul,
 )
 
+ProgramUploadResponse = Struct(
+    "program_id" / Int16ul,
+    "version" / Int16ul,
+)
+
+SanctuaryPeer = Struct(
+    "bed_id" / Int16ul,
+    "age_ms" / Int32ul,  # since its last accepted beacon
+    "flags" / Int8ul,  # BeaconFlags bits
+    "root_id" / Int16ul,
+    "hops" / Int8ul,
+    "occupancy" / Int8ul,  # Occupancy
+    "wake_readiness" / Int8ul,  # WakeReadiness
+    "program_version" / Int16ul,
+    "demand_w" / Int16ul,
+    "grant_w" / Int16ul,
+)
+
+SANCTUARY_PEERS_MAX = 16  # peers a bed keeps track of
+NO_ROOT = 0xFFFF  # a root id that is no bed: none heard yet (bed id 0xFFFF is never given)
+SANCTUARY_PAGE = 4  # peers per sanctuary_status response: small frames for a small heap
+
+SanctuaryStatusRequest = Struct(
+    "first_peer" / Int8ul,  # the page of peers wanted: from this index of the bed's table
+)
+
+# What one bed knows of its sanctuary: itself, then one page of the peers it has heard.
+SanctuaryStatus = Struct(
+    "bed_id" / Int16ul,
+    "flags" / Int8ul,  # BeaconFlags bits
+    "root_id" / Int16ul,
+    "hops" / Int8ul,
+    "skew_ppb" / Int32sl,
+    "global_time_us" / Int64ul,
+    "program_id" / Int16ul,
+    "program_version" / Int16ul,
+    "program_start_us" / Int64ul,
+    "ushering_at_us" / Int64ul,  # 0: not decided yet
+    "budget_w" / Int16ul,
+    "demand_w" / Int16ul,
+    "grant_w" / Int16ul,
+    "peer_count" / Int8ul,  # peers known in all
+    "first_peer" / Int8ul,
+    "page_count" / Int8ul,  # peers in this page: the first page_count of `peers`
+    "peers" / Array(SANCTUARY_PAGE, SanctuaryPeer),
+)
+
 KeyIdResponse = Struct("key_id" / Bytes(4))  # first bytes of SHA-256(key): never the key
 
 TelemetryControl = Struct("period_ms" / Int16ul)  # 0 stops the stream
@@ -369,8 +464,10 @@ Telemetry = Struct(
     "fault_mask" / Int32ul,
     "tick_overruns" / Int32ul,
     "heap_used_bytes" / Int32ul,  # after the last idle-time collection
-    "sync_flags" / Int8ul,
-    "global_time_us" / Int64ul,
+    "sync_flags" / Int8ul,  # BeaconFlags bits: synced, is_root, program_running, ushering
+    "global_time_us" / Int64ul,  # this bed's estimate of the sanctuary's clock at...
+    "local_ticks_us" / Int32ul,  # ...this reading of its own board clock (ticks_us)
+    "sync_root_id" / Int16ul,  # the root it follows (0xFFFF: none heard yet)
 )
 
 # Safety supervisor faults (firmware/safety.py). Fault masks in info and telemetry have
@@ -483,6 +580,10 @@ MANAGEMENT_PAYLOADS = {
     ("event", "autotune_event"): AutotuneEvent,
     ("request", "loop_stats"): Empty,
     ("response", "loop_stats"): LoopStats,
+    ("request", "program_upload"): ProgramData,
+    ("response", "program_upload"): ProgramUploadResponse,
+    ("request", "sanctuary_status"): SanctuaryStatusRequest,
+    ("response", "sanctuary_status"): SanctuaryStatus,
     ("telemetry", "telemetry"): Telemetry,
     ("event", "fault_event"): FaultEvent,
     ("event", "boot_event"): BootEvent,
@@ -494,6 +595,9 @@ ERROR_PAYLOAD = ErrorPayload
 # Radio: the sync beacon (ESP-NOW broadcast)
 # --------------------------------------------------------------------------
 RADIO_BEACON = 0xB1
+RADIO_PROGRAM_CHUNK = 0xB2
+PROGRAM_CHUNK_DATA = 24
+PROGRAM_CHUNKS_MAX = 12  # 288 bytes: the largest ProgramData (16 phases) fits
 TAG_LEN = 8  # truncated HMAC-SHA256, as MAVLink 2 signing truncates to 48 bits
 BEACON_AIR_MAX = 64
 
@@ -538,6 +642,27 @@ Beacon = Crc32Sealed(
     )
 )
 
+# One piece of a program (its ProgramData record payload), so that it spreads by radio. The
+# same replay counter and tag as beacons; the hash (first bytes of SHA-256 of the whole
+# payload) tells the pieces of one upload from another's.
+ProgramChunk = Crc32Sealed(
+    Struct(
+        "radio_kind" / Const(RADIO_PROGRAM_CHUNK, Int8ul),
+        "version" / Const(PROTOCOL_VERSION, Int8ul),
+        "sanctuary_id" / Int16ul,
+        "bed_id" / Int16ul,
+        "boot_epoch" / Int16ul,
+        "seq" / Int32ul,
+        "program_id" / Int16ul,
+        "program_version" / Int16ul,
+        "program_hash" / Bytes(4),
+        "index" / Int8ul,
+        "count" / Int8ul,
+        "data" / Prefixed(Int8ul, GreedyBytes),  # PROGRAM_CHUNK_DATA bytes, the last piece fewer
+        "tag" / Bytes(TAG_LEN),
+    )
+)
+
 # --------------------------------------------------------------------------
 # Simulator link: the `sim` board backend (firmware/hal_sim.py, MicroPython unix port)
 # and the host's world model exchange these as UDP datagrams on the loopback interface.
@@ -577,12 +702,17 @@ SimControl = Struct(
 # Either way: one radio frame (a beacon) to or from the simulated medium.
 SimRadio = Struct(
     "sim_kind" / Const(SIM_KIND_RADIO, Int8ul),
+    # Bed -> world: the sender's clock when it sent; world -> bed: the receiver's clock when
+    # the frame arrived, as a radio's receive timestamp (the medium's delay after sending).
+    "ticks_us" / Int32ul,
     "payload" / Prefixed(Int8ul, GreedyBytes),
 )
 
 # Every top-level message, by the name the generated codec uses for it.
 MESSAGES = {
     "beacon": Beacon,
+    "program_chunk": ProgramChunk,
+    "program_phase": ProgramPhase,
     "frame": ManagementFrame,
     "record": Record,
     "sim_sensors": SimSensors,
@@ -600,6 +730,13 @@ CONSTANTS = {
     "FRAME_CONTROL_LIMIT": FRAME_CONTROL_LIMIT,
     "FRAME_BODY_MAX": FRAME_BODY_MAX,
     "RADIO_BEACON": RADIO_BEACON,
+    "RADIO_PROGRAM_CHUNK": RADIO_PROGRAM_CHUNK,
+    "PROGRAM_CHUNK_DATA": PROGRAM_CHUNK_DATA,
+    "PROGRAM_CHUNKS_MAX": PROGRAM_CHUNKS_MAX,
+    "PROGRAM_PHASES_MAX": PROGRAM_PHASES_MAX,
+    "SANCTUARY_PEERS_MAX": SANCTUARY_PEERS_MAX,
+    "SANCTUARY_PAGE": SANCTUARY_PAGE,
+    "NO_ROOT": NO_ROOT,
     "TAG_LEN": TAG_LEN,
     "KEY_LEN": KEY_LEN,
     "BEACON_AIR_MAX": BEACON_AIR_MAX,
@@ -627,4 +764,7 @@ ENUMS = {
     "FaultCode": FaultCode,
     "BootState": BootState,
     "RebootMethod": RebootMethod,
+    "PadMode": PadMode,
+    "RecordFlags": RecordFlags,
+    "HapticPattern": HapticPattern,
 }

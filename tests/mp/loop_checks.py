@@ -14,7 +14,7 @@ def _run_for(clock, scheduler, seconds, body_us):
 
     def on_sleep(now_us):
         if now_us >= end:
-            scheduler.stop()
+            scheduler.running = False
 
     clock.on_sleep = on_sleep
     scheduler.run(lambda tick: clock.spend_us(body_us(tick)))

@@ -108,10 +108,15 @@ class Watchdog:
 
 
 class Radio:
+    """Frames the test queues (with the clock's ticks at arrival, or now), and those sent."""
+
+    latency_us = 1000
+
     def __init__(self, clock):
         self._clock = clock
         self.sent = []  # (virtual us, bytes)
-        self.inbox = []
+        self.inbox = []  # bytes, or (rx ticks, bytes)
+        self.rx_ticks = 0
 
     def send(self, buf, length):
         self.sent.append((getattr(self._clock, "now_us", 0), bytes(buf[:length])))
@@ -120,6 +125,10 @@ class Radio:
         if not self.inbox:
             return 0
         data = self.inbox.pop(0)
+        if isinstance(data, tuple):
+            self.rx_ticks, data = data
+        else:
+            self.rx_ticks = self._clock.ticks_us()
         buf[: len(data)] = data
         return len(data)
 
@@ -179,7 +188,7 @@ class ScriptedBoard:
             if every is not None:
                 every(now_us)
             if now_us >= end:
-                bed.scheduler.stop()
+                bed.scheduler.running = False
 
         clock.on_sleep = on_sleep
         bed.scheduler.run(bed.tick)

@@ -40,7 +40,7 @@ def command(port, sanctuary_id, bed_id, key_file, new_key_file, baud, as_json):
         with os.fdopen(descriptor, "w") as handle:
             handle.write(key.hex() + "\n")
     with UnitLink(port, baud) as link:
-        key_id = link.management().request("provision_key", [sanctuary_id, bed_id, key], timeout=5)[0].hex()
+        key_id = link.management().provision(sanctuary_id, bed_id, key).hex()
     if as_json:
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:

@@ -94,7 +94,7 @@ class FirmwareProcess:
                 self.local_ticks_us = values[9]
                 self.reset_requested = values[10]
             elif data[:1] == bytes([codec.schema.SIM_KIND_RADIO]):
-                self.radio_out.append(codec.decode("sim_radio", data)[0])
+                self.radio_out.append(codec.decode("sim_radio", data)[1])  # the frame, not its send time
 
     def send_sensors(self, adc_codes):
         """Give the firmware its next ADC codes (six channels)."""

@@ -47,7 +47,8 @@ class RadioMedium:
         self._groups = {bed: number for number, group in enumerate(groups) for bed in group} if groups else None
 
     def transmit(self, sender, payload, receivers, now):
-        """Broadcast `payload` from `sender` to every other bed index in `receivers`."""
+        """Broadcast `payload` from `sender` to every other bed index in `receivers`, sent
+        at time `now` (s): each copy arrives after the medium's delay."""
         self.counts["sent"] += 1
         settings = self.settings
         for receiver in receivers:
@@ -74,10 +75,10 @@ class RadioMedium:
             heapq.heappush(self._in_flight, (now + delay, next(self._order), receiver, payload))
 
     def due(self, now):
-        """(receiver, payload) of every frame whose delivery time has come."""
+        """(receiver, payload, arrival time) of every frame whose arrival time has come."""
         delivered = []
         while self._in_flight and self._in_flight[0][0] <= now:
-            _, _, receiver, payload = heapq.heappop(self._in_flight)
-            delivered.append((receiver, payload))
+            arrived, _, receiver, payload = heapq.heappop(self._in_flight)
+            delivered.append((receiver, payload, arrived))
         self.counts["delivered"] += len(delivered)
         return delivered

@@ -26,9 +26,9 @@ def install_firmware(flash_dir, image=None):
 class SimBed:
     """One bed of the sanctuary: its unit, its line (VirtualBed) and its world (BedWorld)."""
 
-    def __init__(self, unit, flash_dir, baud, time_scale, heap, sleeper):
+    def __init__(self, unit, flash_dir, baud, time_scale, heap, sleeper, epoch_us, radio_latency_us):
         self.unit = unit
-        self.world = BedWorld(unit, time_scale=time_scale, sleeper=sleeper)
+        self.world = BedWorld(unit, time_scale=time_scale, sleeper=sleeper, epoch_us=epoch_us)
         self.line = VirtualBed(
             flash_dir,
             unit.serial,
@@ -37,6 +37,8 @@ class SimBed:
             offset_us=unit.offset_us,
             baud=baud,
             heap=heap,
+            epoch_us=epoch_us,
+            radio_latency_us=radio_latency_us,
         )
 
     @property
@@ -72,7 +74,12 @@ class Sanctuary:
         self.root = Path(root or self._scratch.name)
         self.seed = seed
         self.bath = CalibrationBath(serial=f"CB{seed:04d}", time_scale=time_scale, seed=seed)
-        self.world = World(radio=RadioMedium(radio or RadioSettings(), seed=seed), bath=self.bath)
+        radio = radio or RadioSettings()
+        self.world = World(radio=RadioMedium(radio, seed=seed), bath=self.bath)
+        # Every unit's clock reads its offset at this instant of the host's monotonic clock
+        # and runs at its drift: the world knows each unit's clock exactly.
+        self.epoch_us = time.monotonic_ns() // 1000
+        latency_us = round((radio.delay_s - radio.jitter_s) * 1e6)
         self.beds = []
         for index in range(beds):
             flash_dir = self.root / f"bed{index + 1}"
@@ -80,7 +87,7 @@ class Sanctuary:
                 install_firmware(flash_dir)
             unit = Unit.from_seed(seed, index)
             sleeper = Sleeper(f"{seed}/{index}", time_scale=time_scale) if sleepers else None
-            self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap, sleeper))
+            self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap, sleeper, self.epoch_us, latency_us))
 
     def start(self):
         for bed in self.beds:

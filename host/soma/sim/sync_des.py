@@ -102,7 +102,7 @@ class SyncNetwork:
                     bed.sync.period(local)
                     self._broadcast(index, bed.sync.beacon_fields(local))
             elif kind == "receive" and bed.alive:
-                bed.sync.on_beacon(*payload, bed.local_us(true_us))
+                bed.sync.on_beacon(*payload, bed.local_us(true_us))  # (sender id, beacon fields)
         self.now_us = end
 
     def _broadcast(self, sender, fields):
@@ -113,7 +113,7 @@ class SyncNetwork:
             delay = base + self.rng.randrange(-jitter, jitter + 1)
             if self.rng.random() < self.late_chance:  # the receiver was busy (GC, a long tick)
                 delay += self.rng.randrange(self.late_us)
-            self._at(self.now_us + delay, "receive", receiver, fields)
+            self._at(self.now_us + delay, "receive", receiver, (self.beds[sender].bed_id, *fields))
 
     def _sample(self, true_us):
         live = [bed for bed in self.beds if bed.alive]

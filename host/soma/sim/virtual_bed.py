@@ -45,13 +45,26 @@ def _raw_terminal(fd, signals):
 
 
 class VirtualBed:
-    def __init__(self, flash_dir, serial, world_port, drift_ppb=0, offset_us=0, baud=None, heap="96K"):
+    def __init__(
+        self,
+        flash_dir,
+        serial,
+        world_port,
+        drift_ppb=0,
+        offset_us=0,
+        baud=None,
+        heap="96K",
+        epoch_us=0,
+        radio_latency_us=1000,
+    ):
         self.flash_dir = os.fspath(flash_dir)
         os.makedirs(self.flash_dir, exist_ok=True)
         self.serial = serial
         self.world_port = world_port
         self.drift_ppb = drift_ppb
         self.offset_us = offset_us
+        self.epoch_us = epoch_us  # host monotonic us at which the unit's clock read offset_us (0: its start)
+        self.radio_latency_us = radio_latency_us
         self.baud = baud
         self.heap = heap
         self.resets = {POWER_ON: 0, HARD: 0, WATCHDOG: 0, SOFT: 0}
@@ -103,6 +116,8 @@ class VirtualBed:
             SOMA_SIM_SERIAL=self.serial,
             SOMA_SIM_DRIFT_PPB=str(self.drift_ppb),
             SOMA_SIM_OFFSET_US=str(self.offset_us),
+            SOMA_SIM_EPOCH_US=str(self.epoch_us),
+            SOMA_SIM_RADIO_LATENCY_US=str(self.radio_latency_us),
             SOMA_SIM_RESET_CAUSE=str(cause),
         )
         command = [paths.micropython(), "-X", f"heapsize={self.heap}"]

@@ -12,6 +12,7 @@ Time can be compressed: the pads' physics advance `time_scale` times faster than
 wall clock (the firmware itself always runs in real time).
 """
 
+import collections
 import random
 import socket
 import threading
@@ -20,11 +21,12 @@ from dataclasses import dataclass, field
 
 from soma_protocol import codec, schema
 
-from .pad_model import ADC_FULL_SCALE, BCG_MIDSCALE, PadModel
+from .pad_model import ADC_FULL_SCALE, BCG_MIDSCALE, DRIVE_FULL_POWER_W, PadModel
 from .radio import RadioMedium
 from .virtual_bed import HARD, POWER_ON, WATCHDOG
 
 PERIOD_S = 0.01
+TICKS_PERIOD = 1 << 30  # hal_sim's clock wraps as the ESP32's
 STATION = -1  # the bath fixture's reference radio, as a node of the radio medium
 _CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
 WAKE_LIGHT, HAPTIC = _CHANNELS["wake_light"], _CHANNELS["haptic"]
@@ -63,6 +65,16 @@ class Unit:
             bcg_gain=rng.uniform(0.85, 1.15),
         )
 
+    def local_ticks(self, real_us):
+        """This unit's clock (hal_sim's ticks_us) `real_us` after the sanctuary's epoch."""
+        return (self.offset_us + real_us + real_us * self.drift_ppb // 1_000_000_000) % TICKS_PERIOD
+
+    def real_us(self, ticks, near_real_us):
+        """The inverse: when (us after the epoch) the clock read `ticks`, the reading
+        nearest `near_real_us` (the clock wraps every ~18 minutes)."""
+        step = (ticks - self.local_ticks(near_real_us) + TICKS_PERIOD // 2) % TICKS_PERIOD - TICKS_PERIOD // 2
+        return near_real_us + round(step * 1e9 / (1e9 + self.drift_ppb))
+
     def bcg_code(self, signal):
         """The ADC code this unit's bed sensor channel gives for a nominal `signal` (codes)."""
         code = BCG_MIDSCALE + self.bcg_offset + self.bcg_gain * (signal - BCG_MIDSCALE)
@@ -72,8 +84,9 @@ class Unit:
 class BedWorld:
     """The world's end of one bed's link."""
 
-    def __init__(self, unit, room_c=22.0, time_scale=1.0, sleeper=None):
+    def __init__(self, unit, room_c=22.0, time_scale=1.0, sleeper=None, epoch_us=None):
         self.unit = unit
+        self.epoch_us = epoch_us  # see Unit.local_ticks; None: the unit's clock is not known
         self.time_scale = time_scale
         self.sleeper = sleeper  # a Sleeper, or None: an empty bed that is not quite silent
         self._started = time.monotonic()
@@ -84,7 +97,8 @@ class BedWorld:
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
         self.reset_requested = 0
-        self.radio_out = []  # frames the bed broadcast, not yet handed to the medium
+        self.radio_out = []  # (host time sent, frame) the bed broadcast, not yet on the medium
+        self.output_events = collections.deque(maxlen=100_000)  # (host time, channel, level)
         self.radio_sent = 0
         self.radio_received = 0
         self.bath = None  # a CalibrationBath when the unit sits in it
@@ -131,11 +145,22 @@ class BedWorld:
             raise RuntimeError("the bed has not started yet")
         self.socket.sendto(codec.encode("sim_control", [byte_count]), self._bed_address)
 
-    def deliver_radio(self, payload):
+    def local_ticks(self, at_s):
+        """The unit's clock (ticks, wrapping at 2^30 as hal_sim's) at host monotonic time `at_s`."""
+        return self.unit.local_ticks(round(at_s * 1e6) - (self.epoch_us or 0))
+
+    def host_time(self, ticks, near_s):
+        """The host monotonic time (s) at which the unit's clock read `ticks`, near `near_s`."""
+        if self.epoch_us is None:
+            return near_s
+        return (self.epoch_us + self.unit.real_us(ticks, round(near_s * 1e6) - self.epoch_us)) / 1e6
+
+    def deliver_radio(self, payload, arrived_s):
         if self._bed_address is not None:
             self.radio_received += 1
             try:
-                self.socket.sendto(codec.encode("sim_radio", [payload]), self._bed_address)
+                datagram = codec.encode("sim_radio", [self.local_ticks(arrived_s), payload])
+                self.socket.sendto(datagram, self._bed_address)
             except OSError:
                 pass  # the bed is restarting: the frame is lost, as on air
 
@@ -143,6 +168,11 @@ class BedWorld:
         try:
             if data[:1] == bytes([schema.SIM_KIND_ACTUATORS]):
                 values = codec.decode("sim_actuators", data)
+                if values[1:6] != self.outputs:
+                    at = self.host_time(values[9], now)
+                    for channel, (old, new) in enumerate(zip(self.outputs, values[1:6], strict=True)):
+                        if old != new:
+                            self.output_events.append((at, channel, new))
                 self.outputs = values[1:6]
                 timeout_ms, feeds, held = values[6:9]
                 if feeds != self._feeds or timeout_ms != self.watchdog_timeout_ms:
@@ -150,7 +180,8 @@ class BedWorld:
                 self._feeds, self.watchdog_timeout_ms, self.watchdog_held = feeds, timeout_ms, held
                 self.reset_requested = values[10]  # 1: reset line, 2: power cut
             elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
-                self.radio_out.append(codec.decode("sim_radio", data)[0])
+                ticks, payload = codec.decode("sim_radio", data)
+                self.radio_out.append((self.host_time(ticks, now), payload))
                 self.radio_sent += 1
         except codec.ProtocolError:
             pass  # not a sim datagram: ignored, as a board ignores noise on its pins
@@ -189,6 +220,7 @@ class World:
         self.beds = []  # (BedWorld, VirtualBed)
         self.radio = radio or RadioMedium()
         self.bath = bath
+        self.drive_w = collections.deque(maxlen=200_000)  # (host time, electrical W of every pad)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="world", daemon=True)
         self._lock = threading.Lock()
@@ -221,8 +253,8 @@ class World:
             for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
                 receivers = [STATION] if index in in_station else outside
-                for payload in bed_world.radio_out:
-                    self.radio.transmit(index, payload, receivers, now)
+                for sent, payload in bed_world.radio_out:
+                    self.radio.transmit(index, payload, receivers, sent)
                 bed_world.radio_out.clear()
                 cause = (
                     WATCHDOG
@@ -235,13 +267,15 @@ class World:
             if self.bath is not None:
                 for payload in self.bath.take_radio_out():
                     self.radio.transmit(STATION, payload, in_station, now)
-            for receiver, payload in self.radio.due(now):
+            for receiver, payload, arrived in self.radio.due(now):
                 if receiver == STATION:
                     self.bath.hear_radio(payload)
                 else:
-                    beds[receiver][0].deliver_radio(payload)
+                    beds[receiver][0].deliver_radio(payload, arrived)
             if self.bath is not None:
                 self._show_fixture(beds, in_station)
+            pads = sum(abs(bed_world.outputs[0]) + abs(bed_world.outputs[1]) for bed_world, _ in beds)
+            self.drive_w.append((now, pads * DRIVE_FULL_POWER_W / 1000))
             last = now
             self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))
 

@@ -1,0 +1,202 @@
+"""Measuring a simulated sanctuary from the outside, without fooling ourselves.
+
+Every bed streams telemetry with its global-time estimate and the reading of its own
+board clock it belongs to (local_ticks_us). The world knows each unit's clock exactly
+(offset and drift from a common epoch), so each sample becomes an exact pair (true host
+time, the bed's global time), whatever the serial line's latency. A bed's error against
+true time, e(t) = global(t) - t, changes slowly (its skew), so it is interpolated between
+its samples; the pairwise error of two beds at an instant is |e_i - e_j|.
+
+The ushering's onset is the world's record of each bed's haptic output switching on, at
+the instant the bed's clock says it did (actuator events, not host scheduling). Equal
+Rest is the sum of the pads' electrical power the world sees, against the budget.
+
+    with Sanctuary(beds=16, flashed=True, radio=RadioSettings(loss=0.2)) as sanctuary:
+        watch = SanctuaryWatch(sanctuary, key)
+        watch.provision()          # every bed joins (and restarts into) the sanctuary
+        watch.start()              # telemetry from every bed, in a thread
+        ...
+        watch.pairwise_errors_us(after_s=30)
+"""
+
+import bisect
+import threading
+import time
+
+from ..management import ManagementTimeout
+from ..serial_link import SerialLink
+from .world import HAPTIC
+
+SAMPLE_PERIOD_MS = 100
+SYNCED = 1  # BeaconFlags bits
+IS_ROOT = 2
+_TELEMETRY_TICKS, _TELEMETRY_GLOBAL, _TELEMETRY_FLAGS, _TELEMETRY_ROOT = -2, -3, -4, -1
+
+
+class BedTrack:
+    """One bed's line and what it reported: (true host time s, global us, flags, root id)."""
+
+    def __init__(self, bed, link):
+        self.bed = bed
+        self.link = link
+        self.client = link.management()
+        self.samples = []
+
+
+class SanctuaryWatch:
+    def __init__(self, sanctuary, key, sanctuary_id=7):
+        self.sanctuary = sanctuary
+        self.key = key
+        self.sanctuary_id = sanctuary_id
+        self.tracks = [BedTrack(bed, SerialLink(bed.port)) for bed in sanctuary.beds]
+        self.started_at = None
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    # ---- driving the beds
+
+    def provision(self, timeout=30.0):
+        """Give every bed the key and its id (1, 2, ...), in parallel; each restarts into the
+        sanctuary. Returns the host time by which all of them answered again."""
+        errors = []
+
+        def one(number, track):
+            try:
+                track.client.provision(self.sanctuary_id, number, self.key, timeout=timeout)
+            except (ManagementTimeout, RuntimeError) as exc:
+                errors.append(f"bed {number}: {exc}")
+
+        threads = [threading.Thread(target=one, args=(n, t)) for n, t in enumerate(self.tracks, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        return time.monotonic()
+
+    def start(self):
+        """Telemetry at 10 Hz from every bed, gathered in a thread."""
+        for track in self.tracks:
+            track.client.request("telemetry_control", [SAMPLE_PERIOD_MS], timeout=5)
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._gather, name="sanctuary-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for track in self.tracks:
+            track.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _gather(self):
+        while not self._stop.is_set():
+            quiet = True
+            for track in self.tracks:
+                with self._lock:
+                    track.client.poll(0)
+                    frames = list(track.client.telemetry)
+                    track.client.telemetry.clear()
+                now = time.monotonic()
+                world = track.bed.world
+                for values in frames:
+                    quiet = False
+                    at = world.host_time(values[_TELEMETRY_TICKS], now)
+                    sample = (at, values[_TELEMETRY_GLOBAL], values[_TELEMETRY_FLAGS], values[_TELEMETRY_ROOT])
+                    track.samples.append(sample)
+            if quiet:
+                time.sleep(0.01)
+
+    def request(self, number, message, values=(), timeout=5.0):
+        """A management request to bed `number` (1, 2, ...) while the watch runs."""
+        track = self.tracks[number - 1]
+        with self._lock:
+            return track.client.request(message, values, timeout=timeout)
+
+    def request_fields(self, number, message, values=(), timeout=5.0):
+        track = self.tracks[number - 1]
+        with self._lock:
+            return track.client.request_fields(message, values, timeout=timeout)
+
+    # ---- what the samples say
+
+    def errors_at(self, at, numbers=None):
+        """Each live, synced bed's global-time error against true time at host time `at`
+        (us), interpolated between its samples; None where a bed has no synced pair of
+        samples around `at`."""
+        out = []
+        for number, track in enumerate(self.tracks, 1):
+            if numbers is not None and number not in numbers:
+                continue
+            samples = track.samples
+            i = bisect.bisect(samples, (at,))
+            if i == 0 or i >= len(samples):
+                out.append(None)
+                continue
+            (t0, g0, f0, r0), (t1, g1, f1, r1) = samples[i - 1], samples[i]
+            if not (f0 & SYNCED and f1 & SYNCED) or r0 != r1 or t1 - t0 > 0.5:
+                out.append(None)
+                continue
+            e0, e1 = g0 - t0 * 1e6, g1 - t1 * 1e6
+            out.append(e0 + (e1 - e0) * (at - t0) / (t1 - t0))
+        return out
+
+    def pairwise_errors_us(self, start, end, step=0.1, numbers=None):
+        """|e_i - e_j| over every pair of synced beds, every `step` s in [start, end]."""
+        errors = []
+        at = start
+        while at <= end:
+            known = sorted(e for e in self.errors_at(at, numbers) if e is not None)
+            errors += [b - a for i, a in enumerate(known) for b in known[i + 1 :]]
+            at += step
+        return errors
+
+    def agreed(self, at, numbers, limit_us=2_000):
+        """Every bed in `numbers` synced on one root, within `limit_us` of each other."""
+        roots = set()
+        for number in numbers:
+            samples = self.tracks[number - 1].samples
+            i = bisect.bisect(samples, (at,))
+            if i == 0:
+                return False
+            _, _, flags, root = samples[i - 1]
+            if not flags & SYNCED:
+                return False
+            roots.add(root)
+        errors = self.errors_at(at, numbers)
+        if len(roots) != 1 or None in errors:
+            return False
+        return max(errors) - min(errors) <= limit_us
+
+    def settled_after(self, since, numbers, until, step=0.1):
+        """Seconds from `since` to the first instant after which the beds in `numbers`
+        stay agreed (see agreed) until `until`; None if they never do."""
+        settled = None
+        at = since
+        while at <= until:
+            if self.agreed(at, numbers):
+                if settled is None:
+                    settled = at
+            else:
+                settled = None
+            at += step
+        return None if settled is None else settled - since
+
+    def onsets(self, after):
+        """Per bed, the host time its haptic output first switched on after `after`, as the
+        bed's own clock placed it (the world's actuator events)."""
+        out = []
+        for track in self.tracks:
+            events = list(track.bed.world.output_events)
+            on = [at for at, channel, level in events if channel == HAPTIC and level > 0 and at > after]
+            out.append(min(on) if on else None)
+        return out
