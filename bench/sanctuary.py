@@ -6,8 +6,9 @@ each bed's global time against its own clock, which the world knows):
 - sync.pairwise_p50_us, sync.pairwise_p99_us, sync.pairwise_max_us: every pair of beds
   every 100 ms, from 30 s after they joined until the root is taken away
 - sync.converge_periods: beacon periods (1 s) from the beds' restart into the sanctuary
-  until all of them stay synced on one root within 2 ms of each other
-- sync.failover_s: the root cut off by radio: seconds until the others agree again
+  until all of them are synced on one root within 2 ms of each other, and stay so 5 s
+- sync.failover_s: the root cut off by radio: seconds until the others agree again (the
+  same way)
 - ushering.spread_ms: the spread of the 16 beds' ushering onsets (their haptic motors
   switching on, as the world sees their actuators)
 - power.max_budget_ratio: the most the 16 beds' pads drew together, over the program's

@@ -60,13 +60,18 @@ _DEMAND = const(6)  # PEER_FIELDS index of the demand
 
 
 class Sanctuary:
-    def __init__(self, bed_id, sanctuary_id, boot_epoch, verifier, latency_us, worst_case_w):
+    def __init__(self, bed_id, sanctuary_id, boot_epoch, verifier, radio, worst_case_w):
         self.bed_id = bed_id
+        self.radio = radio
         self.sanctuary_id = sanctuary_id
         self.boot_epoch = boot_epoch
         self.verifier = verifier
         self.mac = verifier.mac
-        self.sync = TimeSync(bed_id, _PERIOD_US, latency_us)
+        self.sync = TimeSync(bed_id, _PERIOD_US, radio.latency_us)
+        # From reading the clock for a beacon's time to the radio taking it (signing,
+        # packing): added to the time it carries, so that it is the time at sending. The
+        # least of recent beacons, as followers fit on the least-delayed ones.
+        self._lead_us = 0
         self.worst_case_w = worst_case_w
         self.seq = 0  # one replay counter over beacons and chunks
         # Peers, in fixed slots: bed id (_FREE: free), when heard (local us), and the
@@ -108,10 +113,9 @@ class Sanctuary:
     # ---- air
 
     def beacon(self, buf, local_time, flags, occupancy, readiness, demand_w):
-        """Pack this bed's signed beacon into buf; return its length. Once per beacon
-        period: the sync's root check, this bed's Equal Rest grant. `local_time` is the
-        bed's timebase.LocalTime: the beacon's time is read as late as can be, just before
-        signing, so that little lies between it and the radio's send."""
+        """Sign this bed's beacon into buf and send it. Once per beacon period: the sync's
+        root check, this bed's Equal Rest grant. `local_time` is the bed's
+        timebase.LocalTime: the beacon's time is read last, just before signing."""
         local_now_us = local_time.now_us()
         sync = self.sync
         sync.period(local_now_us)
@@ -148,7 +152,8 @@ class Sanctuary:
             flags |= _BEACON_FLAGS_PROGRAM_RUNNING
             if window is not None and window.onset_us and global_now >= window.onset_us:
                 flags |= _BEACON_FLAGS_USHERING
-        root_id, root_seq, hops, global_at_send = sync.beacon_fields(local_time.now_us())
+        stamped = local_time.now_us()
+        root_id, root_seq, hops, global_at_send = sync.beacon_fields(stamped + self._lead_us)
         self.seq += 1
         values = [
             self.sanctuary_id,
@@ -170,7 +175,11 @@ class Sanctuary:
             hops,
             b"",
         ]
-        return pack_signed(_BEACON, self.mac, buf, values)
+        self.radio.send(buf, pack_signed(_BEACON, self.mac, buf, values))
+        lead = local_time.now_us() - stamped
+        self._lead_us = (
+            lead if lead < self._lead_us or not self._lead_us else self._lead_us + (lead - self._lead_us) // 8
+        )
 
     def chunk(self, buf, local_now_us):
         """Pack the next chunk of this bed's program while a peer lacks it; return its

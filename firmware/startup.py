@@ -98,7 +98,7 @@ def _join(bed, key, program):
         bed.sanctuary_id,
         bed.boot_epoch,
         bed.verifier,
-        bed.board.radio.latency_us,
+        bed.board.radio,
         2 * DRIVE_FULL_POWER_W,
     )
     bed.sanctuary.on_program = bed.store_program

@@ -213,3 +213,18 @@ def test_corrupt_records_mean_safe_defaults_and_a_flag(tmp_path):
     assert report["calibration_state"] == int(schema.CalibrationState.encmapping["corrupt"])
     assert report["armed"] is True  # nominal curves and default limits: still a working, safe bed
     assert report["comfort"] is None
+
+
+def test_only_authenticated_fresh_beacons_count_and_programs_stay_within_safety(tmp_path):
+    report = scenario("radio_security()", tmp_path)
+    # A forged lower root, another sanctuary's beacon and a corrupted one change nothing.
+    assert report["root_alone"] == 2 and report["root_after_forgeries"] == 2
+    accepted, malformed, foreign, unauthenticated, replayed = report["counts"]
+    assert (malformed, foreign, unauthenticated) == (1, 1, 1)
+    # The genuine beacon counts once; its replay is refused.
+    assert accepted == 1 and report["peers_after_genuine"] == 1 and replayed == 1
+    # A program signed without the key is never taken; the sanctuary's one is.
+    assert report["program_after_forgery"] is False and report["program"] == [9, 1]
+    # It asks for 45 degC: the set point range (13..40 degC) holds, and nothing trips.
+    assert report["target_mc"] == 45_000
+    assert report["hottest_c"] <= 40.5 and report["latched"] == []

@@ -177,19 +177,18 @@ class SanctuaryWatch:
             return False
         return max(errors) - min(errors) <= limit_us
 
-    def settled_after(self, since, numbers, until, step=0.1):
-        """Seconds from `since` to the first instant after which the beds in `numbers`
-        stay agreed (see agreed) until `until`; None if they never do."""
-        settled = None
+    def settled_after(self, since, numbers, until, hold=5.0, step=0.1):
+        """Seconds from `since` to the first instant from which the beds in `numbers` stay
+        agreed (see agreed) for `hold` seconds; None if that never happens before `until`."""
         at = since
-        while at <= until:
-            if self.agreed(at, numbers):
-                if settled is None:
-                    settled = at
-            else:
-                settled = None
-            at += step
-        return None if settled is None else settled - since
+        while at + hold <= until:
+            ahead = 0.0
+            while ahead <= hold and self.agreed(at + ahead, numbers):
+                ahead += step
+            if ahead > hold:
+                return at - since
+            at += ahead + step  # the first instant that failed, then on
+        return None
 
     def onsets(self, after):
         """Per bed, the host time its haptic output first switched on after `after`, as the
