@@ -289,9 +289,9 @@ class Bed:
             return  # not provisioned: silent on air
         demand = self._demand_permille * DRIVE_FULL_POWER_W // 1000
         flags = _BEACON_FLAGS_FAULT if self.supervisor.latched else 0
-        buf = self._radio_buf
-        length = self.sanctuary.beacon(buf, self.local_time, flags, _OCCUPANCY_UNKNOWN, _WAKE_READINESS_UNKNOWN, demand)
-        self.board.radio.send(buf, length)
+        self.sanctuary.beacon(
+            self._radio_buf, self.local_time, flags, _OCCUPANCY_UNKNOWN, _WAKE_READINESS_UNKNOWN, demand
+        )
 
     def _fault_event(self, code, active, value):
         value = clamp(value, -(1 << 31), (1 << 31) - 1)

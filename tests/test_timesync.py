@@ -57,6 +57,26 @@ def test_late_timestamps_do_not_pull_the_clock(late_us):
     assert max(net.pairwise_errors_us(after_s=30)) <= 2_000
 
 
+def test_a_partition_syncs_each_side_and_the_sanctuary_heals_onto_the_lowest_root():
+    net = SyncNetwork(beds=12, seed=11, loss=0.2)
+    net.run(40)
+    net.partition(range(0, 6), range(6, 12))
+    net.run(30)
+    sides = [{bed.sync.root_id for bed in net.beds[:6]}, {bed.sync.root_id for bed in net.beds[6:]}]
+    assert sides == [{1}, {7}]  # each side kept a root: its lowest bed
+    before = [bed.sync.global_us(bed.local_us(net.now_us)) for bed in net.beds]
+    healed_at = net.now_us
+    net.partition()
+    net.run(30)
+    assert {bed.sync.root_id for bed in net.beds} == {1}
+    # The far side followed root 1 without stepping back or far ahead: the clock ran on.
+    after = [bed.sync.global_us(bed.local_us(net.now_us)) for bed in net.beds]
+    elapsed = net.now_us - healed_at
+    assert all(abs((b - a) - elapsed) < 10_000 for a, b in zip(before, after, strict=True))
+    errors = net.pairwise_errors_us(after_s=(healed_at + 15_000_000) / 1e6)
+    assert max(errors) <= 2_000
+
+
 def test_the_same_module_runs_under_micropython():
     # Two beds by hand: the root's beacons reach the follower 1.5 ms late, its clock runs
     # 40 ppm fast and 12.345 s ahead; after a minute the follower tells global time well.

@@ -425,11 +425,12 @@ class RunawayTrip(Kind):
 def _reboot(station, method="reset", timeout=20.0):
     """Reboot the unit (schema RebootMethod); return its info once it answers from the new
     boot, and the seconds that took from the request's answer. SomaError after `timeout`."""
+    before = station.client.uptime()
     station.client.request("reboot", [0, int(schema.RebootMethod.encmapping[method])], timeout=3)
     station.expected_resets += 1
     started = time.monotonic()
     try:
-        info = station.client.await_new_boot(started, timeout)
+        info = station.client.await_new_boot(before, timeout)
     except ManagementTimeout as exc:
         raise SomaError(str(exc)) from None
     return info, time.monotonic() - started

@@ -15,6 +15,9 @@ from soma_protocol import codec, framing, schema
 KINDS = {str(name): int(value) for name, value in schema.FrameKind.encmapping.items()}
 MESSAGES = {str(name): int(value) for name, value in schema.MessageId.encmapping.items()}
 ERROR_CODES = {int(value): str(name) for name, value in schema.ErrorCode.encmapping.items()}
+BUSY_ATTEMPTS = 4
+BUSY_PAUSE_S = 0.5
+RESTART_SLACK_MS = 100  # an uptime this far behind the time passed is a new boot
 
 
 class ManagementTimeout(TimeoutError):
@@ -49,7 +52,18 @@ class ManagementClient:
 
     def request(self, message, values=(), timeout=2.0, noise_fails=False):
         """Send one request; return the response's payload values. With `noise_fails`, a
-        line that answers with anything but frames fails at once (NotFirmware): a quick probe."""
+        line that answers with anything but frames fails at once (NotFirmware): a quick probe.
+        A unit too busy for it (its heap too full for the handler's code just then, nothing
+        done) is asked again a few times."""
+        for attempt in range(BUSY_ATTEMPTS):
+            try:
+                return self._request_once(message, values, timeout, noise_fails)
+            except DeviceError as exc:
+                if exc.code != "busy" or attempt == BUSY_ATTEMPTS - 1:
+                    raise
+                time.sleep(BUSY_PAUSE_S)
+
+    def _request_once(self, message, values, timeout, noise_fails):
         self._seq = (self._seq + 1) & 0xFFFF or 1
         seq = self._seq
         msg = MESSAGES[message]
@@ -69,15 +83,27 @@ class ManagementClient:
             raise DeviceError(message, values[0], values[1])
         return values
 
-    def await_new_boot(self, since, timeout=20.0):
-        """The unit's info fields once it answers from a boot newer than monotonic time
-        `since` (a reset it was asked for); ManagementTimeout after `timeout` seconds."""
-        while time.monotonic() - since < timeout:
+    def uptime(self):
+        """(the unit's uptime in ms, the host's monotonic time of the answer, boot events
+        received so far): what await_new_boot compares with."""
+        uptime_ms = self.request_fields("info", timeout=2.0)["uptime_ms"]
+        return uptime_ms, time.monotonic(), self._boot_events()
+
+    def _boot_events(self):
+        return sum(1 for name, _ in self.events if name == "boot_event")
+
+    def await_new_boot(self, before, timeout=20.0):
+        """The unit's info fields once it answers from a boot newer than `before` (an
+        uptime() read before asking it to reset): its boot event came, or its uptime fell
+        behind the time that passed. ManagementTimeout after `timeout` seconds."""
+        uptime_ms, at, boot_events = before
+        while time.monotonic() - at < timeout:
             try:
                 info = self.request_fields("info", timeout=0.25)
             except (ManagementTimeout, DeviceError):  # still down, or busy starting
                 continue
-            if info["uptime_ms"] < (time.monotonic() - since) * 1000:
+            expected_ms = uptime_ms + (time.monotonic() - at) * 1000  # had it not restarted
+            if self._boot_events() > boot_events or info["uptime_ms"] + RESTART_SLACK_MS < expected_ms:
                 return info
             time.sleep(0.1)
         raise ManagementTimeout(f"the unit did not come back within {timeout:g} s of its reset")
@@ -85,9 +111,9 @@ class ManagementClient:
     def provision(self, sanctuary_id, bed_id, key, timeout=20.0):
         """Give the unit its sanctuary key and bed id; it restarts with them (its sanctuary
         part is built at boot): return the key id once it answers again."""
-        since = time.monotonic()
+        before = self.uptime()
         key_id = self.request("provision_key", [sanctuary_id, bed_id, key], timeout=5)[0]
-        self.await_new_boot(since, timeout)
+        self.await_new_boot(before, timeout)
         return key_id
 
     def request_fields(self, message, values=(), timeout=2.0):

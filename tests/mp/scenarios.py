@@ -533,7 +533,8 @@ def radio_security():
 
     board, plant, bed = _provisioned(2, start_c=30.0)  # bed 2 of sanctuary 7
     h.run(board, plant, bed, 3)  # alone on air: it takes the root
-    sanctuary = bed.sanctuary
+    # (built at boot from the key record: typed None in Bed until then)
+    sanctuary, verifier = getattr(bed, "sanctuary"), getattr(bed, "verifier")  # noqa: B009
     report = {"root_alone": sanctuary.sync.root_id}
     good, forged = HmacSha256(bytes(range(32))), HmacSha256(b"not the sanctuary key")
     now = sanctuary.sync.global_us(bed.local_time.now_us())
@@ -552,7 +553,7 @@ def radio_security():
     inbox.append(genuine)  # the same frame again: a replay
     h.run(board, plant, bed, 0.5)
     report["peers_after_genuine"] = peers
-    report["counts"] = list(bed.verifier.counts)  # accepted, malformed, foreign, unauthenticated, replayed
+    report["counts"] = list(verifier.counts)  # accepted, malformed, foreign, unauthenticated, replayed
     # A program at 45 degC: signed by a forger, then by the sanctuary.
     phase = bytearray(14)
     wire.pack(_PROGRAM_PHASE, phase, 0, [0, 2, 45_000, 0, 0, 0])  # absolute 45 degC from the start
@@ -569,7 +570,8 @@ def radio_security():
             del board.radio.sent[:]  # the scripted radio keeps what the bed sent: not needed here
 
     h.run(board, plant, bed, 2400, watch)
-    report["program"] = [sanctuary.program.id, sanctuary.program.version] if sanctuary.program else None
+    program = sanctuary.program
+    report["program"] = [program.id, program.version] if program is not None else None
     report["target_mc"] = bed.targets_mc[0]
     report["hottest_c"] = hottest[0]
     report["latched"] = _latched_names(bed)

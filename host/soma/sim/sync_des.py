@@ -65,6 +65,7 @@ class SyncNetwork:
         for index in range(beds):
             self._at(rng.randrange(PERIOD_US), "beacon", index)
         self.samples = []  # (true time, [global estimate of every live, synced bed or None])
+        self._groups = None
 
     @staticmethod
     def _hearers(index, beds, topology):
@@ -84,6 +85,10 @@ class SyncNetwork:
 
     def kill(self, index):
         self.beds[index].alive = False
+
+    def partition(self, *groups):
+        """Beds (indexes) in different groups stop hearing each other; no groups: heal."""
+        self._groups = {bed: number for number, group in enumerate(groups) for bed in group} if groups else None
 
     def run(self, seconds, sample_every_us=100_000):
         end = self.now_us + int(seconds * 1e6)
@@ -108,6 +113,8 @@ class SyncNetwork:
     def _broadcast(self, sender, fields):
         base, jitter = self.delay_us
         for receiver in self.hearers[sender]:
+            if self._groups is not None and self._groups.get(sender) != self._groups.get(receiver):
+                continue
             if self.rng.random() < self.loss:
                 continue
             delay = base + self.rng.randrange(-jitter, jitter + 1)
