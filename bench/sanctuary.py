@@ -13,6 +13,8 @@ each bed's global time against its own clock, which the world knows):
   switching on, as the world sees their actuators)
 - power.max_budget_ratio: the most the 16 beds' pads drew together, over the program's
   Equal Rest budget (tight: 16 beds heating want four times it)
+- firmware.sanctuary_heap_used_bytes: the most heap any bed reported in use (after its
+  idle-time collections) with the sanctuary and the program running, of its 96 KiB
 
 And the firmware's time sync (firmware/timesync.py, unchanged) in the discrete-event
 simulation (host/soma/sim/sync_des.py) on a virtual clock, with +-50 ppm clocks, 20 % loss,
@@ -86,6 +88,7 @@ def _virtual_sanctuary():
             converge = watch.settled_after(joined, range(1, BEDS + 1), cut - 1)
             failover = watch.settled_after(cut, range(2, BEDS + 1), end - 1)
             drawn = max(watts for at, watts in list(sanctuary.world.drive_w) if program_start + 2 < at < cut)
+            heap = max(track.heap_used_max for track in watch.tracks)
     if len(onsets) < BEDS:
         raise RuntimeError(f"only {len(onsets)} of {BEDS} beds ushered")
     yield Result("sync.pairwise_p50_us", round(_percentile(errors, 0.5)), "us")
@@ -95,6 +98,7 @@ def _virtual_sanctuary():
     yield Result("sync.failover_s", round(failover, 1), "s")
     yield Result("ushering.spread_ms", round((max(onsets) - min(onsets)) * 1000, 2), "ms")
     yield Result("power.max_budget_ratio", round(drawn / BUDGET_W, 3), "ratio")
+    yield Result("firmware.sanctuary_heap_used_bytes", heap, "bytes")
 
 
 def _simulated_sync():

@@ -31,6 +31,7 @@ SAMPLE_PERIOD_MS = 100
 SYNCED = 1  # BeaconFlags bits
 IS_ROOT = 2
 _TELEMETRY_TICKS, _TELEMETRY_GLOBAL, _TELEMETRY_FLAGS, _TELEMETRY_ROOT = -2, -3, -4, -1
+_TELEMETRY_HEAP = -5
 
 
 class BedTrack:
@@ -41,6 +42,7 @@ class BedTrack:
         self.link = link
         self.client = link.management()
         self.samples = []
+        self.heap_used_max = 0  # the most heap the bed reported in use (after its collections)
 
 
 class SanctuaryWatch:
@@ -113,6 +115,7 @@ class SanctuaryWatch:
                     at = world.host_time(values[_TELEMETRY_TICKS], now)
                     sample = (at, values[_TELEMETRY_GLOBAL], values[_TELEMETRY_FLAGS], values[_TELEMETRY_ROOT])
                     track.samples.append(sample)
+                    track.heap_used_max = max(track.heap_used_max, values[_TELEMETRY_HEAP])
             if quiet:
                 time.sleep(0.01)
 
