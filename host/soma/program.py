@@ -187,13 +187,18 @@ def from_data(data, where="program"):
     return Program(program_id, version, name, duration_s, budget_w, beds, ushering, tuple(phases), where)
 
 
-def _phase(raw, where):
+def _timed_table(raw, keys, where, what):
+    """The `at` (s) of a phase or ushering table, once it is a table of known keys."""
     if not isinstance(raw, dict):
-        raise ProgramError(f"{where}: not a table")
-    _no_unknown(raw, PHASE_KEYS, where)
+        raise ProgramError(f"{where}: not a table{what}")
+    _no_unknown(raw, keys, where)
     if "at" not in raw:
         raise ProgramError(f"{where}: at missing")
-    at_s = _duration(raw, "at", where, 0, U32)
+    return _duration(raw, "at", where, 0, U32)
+
+
+def _phase(raw, where):
+    at_s = _timed_table(raw, PHASE_KEYS, where, "")
     where = f"{where} (at {format_duration(at_s)})"
     pad_mode, pad_mc = _pad(raw, where)
     light = _percent(raw, "light", where) if "light" in raw else None
@@ -204,12 +209,7 @@ def _phase(raw, where):
 
 
 def _ushering(raw, where, duration_s):
-    if not isinstance(raw, dict):
-        raise ProgramError(f"{where}: not a table ([ushering])")
-    _no_unknown(raw, USHERING_KEYS, where)
-    if "at" not in raw:
-        raise ProgramError(f"{where}: at missing")
-    at_s = _duration(raw, "at", where, 0, U32)
+    at_s = _timed_table(raw, USHERING_KEYS, where, " ([ushering])")
     if at_s >= duration_s:
         raise ProgramError(
             f"{where}: at {format_duration(at_s)} is not before the end (duration {format_duration(duration_s)})"

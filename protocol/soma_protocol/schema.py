@@ -615,52 +615,53 @@ BeaconFlags = FlagsEnum(
     fault=16,
 )
 
-Beacon = Crc32Sealed(
-    Struct(
-        "radio_kind" / Const(RADIO_BEACON, Int8ul),
-        "version" / Const(PROTOCOL_VERSION, Int8ul),
-        "sanctuary_id" / Int16ul,
-        "bed_id" / Int16ul,
-        # (boot_epoch, seq) strictly increases per sender: the replay counter.
-        "boot_epoch" / Int16ul,
-        "seq" / Int32ul,
-        "flags" / BeaconFlags,
-        "root_id" / Int16ul,
-        "root_seq" / Int32ul,
-        "global_time_us" / Int64ul,
-        "program_id" / Int16ul,
-        "program_version" / Int16ul,
-        "program_start_us" / Int64ul,
-        "occupancy" / Occupancy,
-        "wake_readiness" / WakeReadiness,
-        "power_demand_w" / Int16ul,
-        "power_grant_w" / Int16ul,
-        "drift_ppb" / Int32sl,
-        "hops" / Int8ul,
-        # HMAC-SHA256(sanctuary key, every byte before the tag), truncated.
-        "tag" / Bytes(TAG_LEN),
+
+def _radio_frame(kind, *fields):
+    """A radio frame: its kind, the sender and its replay counter ((boot_epoch, seq) strictly
+    increases per sender, over all its frames), `fields`, then the tag: HMAC-SHA256 (the
+    sanctuary key, every byte before the tag), truncated; sealed by a CRC-32."""
+    return Crc32Sealed(
+        Struct(
+            "radio_kind" / Const(kind, Int8ul),
+            "version" / Const(PROTOCOL_VERSION, Int8ul),
+            "sanctuary_id" / Int16ul,
+            "bed_id" / Int16ul,
+            "boot_epoch" / Int16ul,
+            "seq" / Int32ul,
+            *fields,
+            "tag" / Bytes(TAG_LEN),
+        )
     )
+
+
+Beacon = _radio_frame(
+    RADIO_BEACON,
+    "flags" / BeaconFlags,
+    "root_id" / Int16ul,
+    "root_seq" / Int32ul,
+    "global_time_us" / Int64ul,
+    "program_id" / Int16ul,
+    "program_version" / Int16ul,
+    "program_start_us" / Int64ul,
+    "occupancy" / Occupancy,
+    "wake_readiness" / WakeReadiness,
+    "power_demand_w" / Int16ul,
+    "power_grant_w" / Int16ul,
+    "drift_ppb" / Int32sl,
+    "hops" / Int8ul,
 )
 
 # One piece of a program (its ProgramData record payload), so that it spreads by radio. The
-# same replay counter and tag as beacons; the hash (first bytes of SHA-256 of the whole
-# payload) tells the pieces of one upload from another's.
-ProgramChunk = Crc32Sealed(
-    Struct(
-        "radio_kind" / Const(RADIO_PROGRAM_CHUNK, Int8ul),
-        "version" / Const(PROTOCOL_VERSION, Int8ul),
-        "sanctuary_id" / Int16ul,
-        "bed_id" / Int16ul,
-        "boot_epoch" / Int16ul,
-        "seq" / Int32ul,
-        "program_id" / Int16ul,
-        "program_version" / Int16ul,
-        "program_hash" / Bytes(4),
-        "index" / Int8ul,
-        "count" / Int8ul,
-        "data" / Prefixed(Int8ul, GreedyBytes),  # PROGRAM_CHUNK_DATA bytes, the last piece fewer
-        "tag" / Bytes(TAG_LEN),
-    )
+# hash (first bytes of SHA-256 of the whole payload) tells the pieces of one upload from
+# another's.
+ProgramChunk = _radio_frame(
+    RADIO_PROGRAM_CHUNK,
+    "program_id" / Int16ul,
+    "program_version" / Int16ul,
+    "program_hash" / Bytes(4),
+    "index" / Int8ul,
+    "count" / Int8ul,
+    "data" / Prefixed(Int8ul, GreedyBytes),  # PROGRAM_CHUNK_DATA bytes, the last piece fewer
 )
 
 # --------------------------------------------------------------------------
