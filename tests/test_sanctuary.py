@@ -80,11 +80,16 @@ def test_a_sanctuary_syncs_runs_one_program_ushers_together_and_shares_power(san
     drawn = [watts for at, watts in list(sanctuary.world.drive_w) if program_start + 3 < at < min(onsets)]
     assert drawn and max(drawn) <= BUDGET_W and max(drawn) >= 0.9 * BUDGET_W
 
-    # All the while in sync: within 10 beacon periods, then within the bars once the rates are known.
+
+def test_the_beds_stay_in_sync_within_the_bars(sanctuary):
+    # Synced within 10 beacon periods of joining; within the bars once the rates are known
+    # (their regression needs a few 4-period windows: the first half minute is rougher).
+    sanctuary, watch = sanctuary
+    time.sleep(max(0.0, watch.joined + 70 - time.monotonic()))
     now = time.monotonic()
     converged = watch.settled_after(watch.joined, range(1, BEDS + 1), now - 1)
     assert converged is not None and converged <= 10  # beacon periods of 1 s
-    errors = watch.pairwise_errors_us(watch.joined + 25, now - 1)
+    errors = watch.pairwise_errors_us(watch.joined + 45, now - 1)
     assert percentile(errors, 0.5) <= 200 and percentile(errors, 0.99) <= 1_000 and max(errors) <= 2_000
 
 
