@@ -10,6 +10,8 @@ Times here are microseconds of global time: big ints on the ESP32, so this runs 
 off the sample path.
 """
 
+from array import array
+
 from micropython import const
 
 from wire_codec import unpack
@@ -45,6 +47,7 @@ _PROGRAM_PHASE_IX_PAD_MODE = const(1)
 _PROGRAM_PHASE_SIZE = const(14)
 # end of wire constants
 
+_NONE = const(0xFF)  # no phase (a bytearray holds phase indexes; at most 16 phases)
 _PULSE_US = const(1_000_000)  # haptic pulse: on for the first _PULSE_ON_US of every second
 _PULSE_ON_US = const(200_000)
 _WAVE_US = const(4_000_000)  # haptic wave: up and down over four seconds
@@ -69,7 +72,22 @@ class Program:
             values[_PROGRAM_DATA_IX_USHERING_RAMP_S],
             values[_PROGRAM_DATA_IX_USHERING_HAPTIC],
         )
-        self.phases = values[_PROGRAM_DATA_IX_PHASES]
+        self.phases = phases = values[_PROGRAM_DATA_IX_PHASES]
+        # Per phase, read once: when it starts (s), the light it ramps to, and which phase's
+        # pads hold during it (the last that set them; _NONE: none yet). The 10 Hz outputs
+        # then read one or two phases, not all.
+        count = len(phases) // _PROGRAM_PHASE_SIZE
+        self._at_s = array("i", bytes(4 * count))
+        self._light = array("H", bytes(2 * count))
+        self._pads_from = bytearray(count)
+        holding = _NONE
+        for index in range(count):
+            phase = self._phase(index)
+            self._at_s[index] = phase[_PROGRAM_PHASE_IX_AT_S]
+            self._light[index] = phase[_PROGRAM_PHASE_IX_LIGHT_PERMILLE]
+            if phase[_PROGRAM_PHASE_IX_PAD_MODE] != _PAD_MODE_KEEP:
+                holding = index
+            self._pads_from[index] = holding
 
     def newer_than(self, program_id, version):
         """The newest version wins in the sanctuary; the higher id breaks a tie."""
@@ -92,21 +110,29 @@ class Program:
         elapsed = now_us - self.start_us
         out[0] = out[1] = -1
         out[2] = out[3] = 0
-        before = 0  # the light the previous phase ramped to: this phase's ramp starts there
-        phases = self.phases
-        for at in range(0, len(phases), _PROGRAM_PHASE_SIZE):
-            phase = unpack(_PROGRAM_PHASE, phases, at, at + _PROGRAM_PHASE_SIZE)
-            since = elapsed - phase[_PROGRAM_PHASE_IX_AT_S] * 1_000_000
-            if since < 0:
+        current = -1
+        for index in range(len(self._at_s)):
+            if self._at_s[index] * 1_000_000 > elapsed:
                 break
-            if phase[_PROGRAM_PHASE_IX_PAD_MODE] != _PAD_MODE_KEEP:  # the last phase that set the pads holds
-                _pads(phase[_PROGRAM_PHASE_IX_PAD_MODE], phase[_PROGRAM_PHASE_IX_PAD_MC], comfort_mc, out)
-            target = phase[_PROGRAM_PHASE_IX_LIGHT_PERMILLE]
-            ramp_us = phase[_PROGRAM_PHASE_IX_LIGHT_RAMP_S] * 1_000_000
-            out[2] = target if since >= ramp_us else before + (target - before) * since // ramp_us
-            out[3] = _haptic(phase[_PROGRAM_PHASE_IX_HAPTIC], since)
-            before = target
+            current = index
+        if current < 0:
+            return out
+        holding = self._pads_from[current]
+        if holding != _NONE:
+            pads = self._phase(holding)
+            _pads(pads[_PROGRAM_PHASE_IX_PAD_MODE], pads[_PROGRAM_PHASE_IX_PAD_MC], comfort_mc, out)
+        phase = self._phase(current)
+        since = elapsed - phase[_PROGRAM_PHASE_IX_AT_S] * 1_000_000
+        before = self._light[current - 1] if current else 0  # this ramp starts where the last ended
+        target = phase[_PROGRAM_PHASE_IX_LIGHT_PERMILLE]
+        ramp_us = phase[_PROGRAM_PHASE_IX_LIGHT_RAMP_S] * 1_000_000
+        out[2] = target if since >= ramp_us else before + (target - before) * since // ramp_us
+        out[3] = _haptic(phase[_PROGRAM_PHASE_IX_HAPTIC], since)
         return out
+
+    def _phase(self, index):
+        at = index * _PROGRAM_PHASE_SIZE
+        return unpack(_PROGRAM_PHASE, self.phases, at, at + _PROGRAM_PHASE_SIZE)
 
 
 def _pads(mode, pad_mc, comfort_mc, out):
