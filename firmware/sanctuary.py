@@ -144,14 +144,7 @@ class Sanctuary:
             unknown = max(0, program.beds - 1 - len(peers))
             own = self.demand.effective(local_now_us)
             self.grant_w = power_share.own_grant(self.bed_id, program.budget_w, own, peers, unknown, self.worst_case_w)
-        if sync.synced:
-            flags |= _BEACON_FLAGS_SYNCED
-        if sync.is_root:
-            flags |= _BEACON_FLAGS_IS_ROOT
-        if program is not None and program.running(global_now):
-            flags |= _BEACON_FLAGS_PROGRAM_RUNNING
-            if window is not None and window.onset_us and global_now >= window.onset_us:
-                flags |= _BEACON_FLAGS_USHERING
+        flags |= self.flags(global_now)
         stamped = local_time.now_us()
         root_id, root_seq, hops, global_at_send = sync.beacon_fields(stamped + self._lead_us)
         self.seq += 1
@@ -181,12 +174,21 @@ class Sanctuary:
             lead if lead < self._lead_us or not self._lead_us else self._lead_us + (lead - self._lead_us) // 8
         )
 
+    def flags(self, global_now_us):
+        """This bed's BeaconFlags sync and program bits at global time `global_now_us`
+        (its beacons, telemetry and status say the same)."""
+        sync, program, window = self.sync, self.program, self.window
+        flags = (_BEACON_FLAGS_SYNCED if sync.synced else 0) | (_BEACON_FLAGS_IS_ROOT if sync.is_root else 0)
+        if program is not None and program.running(global_now_us):
+            flags |= _BEACON_FLAGS_PROGRAM_RUNNING
+            if window is not None and window.onset_us and global_now_us >= window.onset_us:
+                flags |= _BEACON_FLAGS_USHERING
+        return flags
+
     def chunk(self, buf, local_now_us):
-        """Pack the next chunk of this bed's program while a peer lacks it; return its
-        length, 0 when there is nothing to send."""
-        if self.program is None or local_now_us > self.spread_until:
-            return 0
-        return spread.chunk(self, buf)
+        """Sign and send the next chunk of this bed's program while a peer lacks it."""
+        if self.program is not None and local_now_us <= self.spread_until:
+            self.radio.send(buf, spread.chunk(self, buf))
 
     def receive(self, buf, length, local_rx_us):
         """One received radio frame: verified, then taken in. Return the verdict."""
