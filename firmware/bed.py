@@ -1,7 +1,8 @@
 """The bed application: builds every subsystem from a board object and runs the 100 Hz loop.
 
 Tick phases (10 ticks = one 10 Hz reading):
-  every tick   sample all ADC channels; serve the management link; feed the watchdog
+  every tick   sample all ADC channels; the sleeper's signal (sensing.py); serve the management
+               link; feed the watchdog
   reading      safety supervisor (as soon as a 10 Hz reading is ready)
   every tick   radio frames in (sanctuary.py: sync, peers, program chunks)
   phase 3      a program chunk out, while a peer lacks this bed's program
@@ -16,9 +17,11 @@ import gc
 import sys
 
 from micropython import const
+from sensing import Sensing
 
 import safety
 from board import (
+    ADC_BCG,
     DRIVE_FULL_POWER_W,
     OUT_CHANNELS,
     OUT_DRIVE_LEFT,
@@ -55,9 +58,7 @@ _MESSAGE_ID_PROVISION_KEY = const(12)
 _MESSAGE_ID_SANCTUARY_STATUS = const(20)
 _MESSAGE_ID_TELEMETRY = const(64)
 _NO_ROOT = const(65535)
-_OCCUPANCY_UNKNOWN = const(0)
 _RECORD_KIND_PROGRAM = const(5)
-_WAKE_READINESS_UNKNOWN = const(0)
 # end of wire constants
 
 FIRMWARE_VERSION = b"0.1.0"
@@ -98,6 +99,7 @@ class Bed:
         self.sensors = Sensors(
             board.adc, self.config[_CONFIG_DATA_IX_ADC_OPEN_ABOVE], self.config[_CONFIG_DATA_IX_ADC_SHORT_BELOW]
         )
+        self.sensing = Sensing()
         self.scheduler = Scheduler(board.clock)
         self._service_loaded = False  # service.py (and setup_service.py) may be in the heap
         self._service_used = 0
@@ -109,6 +111,7 @@ class Bed:
         self.thermistors = self.laws = []
         self.comfort_levels = (0, 0, 0, 0)  # set points (mc), light and haptic maxima (permille)
         startup.load(self)
+        self.sensing.calibrate(self.calibration)
         self.supervisor = safety.Supervisor(self.config, board.outputs, self._fault_event)
         self.targets_mc = [0, 0]  # 0: zone off
         self.outputs = [0] * OUT_CHANNELS  # last level per output channel, for telemetry
@@ -153,8 +156,11 @@ class Bed:
         self.link.notify(_FRAME_KIND_EVENT, _MESSAGE_ID_BOOT_EVENT, [self.board.system.reset_cause(), self.boot_epoch])
 
     def tick(self, count):
-        if self.sensors.sample():
-            sensors = self.sensors
+        sensors = self.sensors
+        ready = sensors.sample()
+        self.sensing.sample(sensors.raw[ADC_BCG])
+        self.sensing.step()
+        if ready:
             self.supervisor.step(sensors.temps_mc, sensors.codes, sensors.window_faults, self.targets_mc)
             self._supervised_at = count
             if not self.booted and sensors.readings >= _SELF_TEST_READINGS:
@@ -284,9 +290,8 @@ class Bed:
             return  # not provisioned: silent on air
         demand = self._demand_permille * DRIVE_FULL_POWER_W // 1000
         flags = _BEACON_FLAGS_FAULT if self.supervisor.latched else 0
-        self.sanctuary.beacon(
-            self._radio_buf, self.local_time, flags, _OCCUPANCY_UNKNOWN, _WAKE_READINESS_UNKNOWN, demand
-        )
+        sensing = self.sensing
+        self.sanctuary.beacon(self._radio_buf, self.local_time, flags, sensing.occupancy(), sensing.readiness(), demand)
 
     def _fault_event(self, code, active, value):
         value = clamp(value, -(1 << 31), (1 << 31) - 1)
@@ -323,6 +328,7 @@ class Bed:
             + self.outputs
             + [self.supervisor.latched, self.scheduler.overruns & 0xFFFFFFFF, self.scheduler.heap_used]
             + sync_report
+            + list(self.sensing.epoch)
         )
 
     # ---- management requests (service.py) ------------------------------------------

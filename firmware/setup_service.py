@@ -72,6 +72,7 @@ def calibration_commit(bed, request):
 
     bed.thermistors = thermistors_from(staged)
     bed.sensors.thermistors = bed.thermistors
+    bed.sensing.calibrate(staged)
     return [generation]
 
 

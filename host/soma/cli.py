@@ -25,6 +25,7 @@ COMMANDS = {
     "program": ("soma.commands.program", "Check a sleep program file; upload it to a bed of a sanctuary."),
     "sanctuary": ("soma.commands.sanctuary", "Show what a bed knows of its sanctuary: sync, program, power, peers."),
     "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
+    "replay": ("soma.commands.replay", "Run a raw bed-sensor recording through the firmware's sensing pipeline."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }
 

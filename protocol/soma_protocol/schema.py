@@ -449,6 +449,11 @@ TargetsRequest = Struct(
     "right_mc" / Int32sl,
 )
 
+# The sleeper, per 30 s epoch (firmware/sensing.py): in telemetry only, never on air.
+SleepState = Enum(Int8ul, unknown=0, awake=1, light=2, deep=3)  # unknown: nobody in bed
+
+VitalsValid = FlagsEnum(Int8ul, heart=1, breathing=2)  # which rates were confident and still
+
 Telemetry = Struct(
     "uptime_ms" / Int32ul,
     "pad_left_mc" / Int32sl,
@@ -468,6 +473,13 @@ Telemetry = Struct(
     "global_time_us" / Int64ul,  # this bed's estimate of the sanctuary's clock at...
     "local_ticks_us" / Int32ul,  # ...this reading of its own board clock (ticks_us)
     "sync_root_id" / Int16ul,  # the root it follows (0xFFFF: none heard yet)
+    "sleep_epoch" / Int32ul,  # sensing epochs closed since boot; the fields below are the last one's
+    "occupancy" / Int8ul,  # Occupancy
+    "movement_s" / Int8ul,  # seconds of movement in the epoch (0..30)
+    "breaths_per_min_x10" / Int16ul,  # 0 unless vitals_valid.breathing
+    "heart_bpm_x10" / Int16ul,  # 0 unless vitals_valid.heart
+    "vitals_valid" / VitalsValid,
+    "sleep_state" / SleepState,
 )
 
 # Safety supervisor faults (firmware/safety.py). Fault masks in info and telemetry have
@@ -760,6 +772,8 @@ ENUMS = {
     "ErrorCode": ErrorCode,
     "Occupancy": Occupancy,
     "WakeReadiness": WakeReadiness,
+    "SleepState": SleepState,
+    "VitalsValid": VitalsValid,
     "BeaconFlags": BeaconFlags,
     "AutotuneState": AutotuneState,
     "FaultCode": FaultCode,

@@ -26,6 +26,7 @@ Examples:
   soma sim partition                     heal it
   soma sim power-cut --bed 1 --after-bytes 30   the next record write stops half-way
   soma sim stall --bed 1                 hang bed 1: its watchdog resets it
+  soma sim record --bed 1 --seconds 600 night.csv   bed 1's raw sensor samples (soma replay)
   soma sim stop
 """
 
@@ -172,3 +173,24 @@ def power_cut(ctx, bed, after_bytes):
 def stall(ctx, bed):
     """Hang a bed's firmware (its loop stops); the watchdog resets it within 2 s."""
     _call(ctx, {"op": "stall", "bed": bed})
+
+
+@command.command()
+@click.option("--bed", required=True, type=int, help="Bed number, from 1.")
+@click.option("--seconds", required=True, type=click.FloatRange(min=1, max=86_400), help="How long to record.")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.pass_context
+def record(ctx, bed, seconds, path):
+    """Record a bed's raw BCG samples (and its sleeper's ground truth) to a CSV file for
+    `soma replay`; returns when the file is complete."""
+    import time
+
+    target = Path(path).resolve()
+    _call(ctx, {"op": "record", "bed": bed, "path": str(target), "seconds": seconds})
+    partial = target.with_name(target.name + ".partial")  # renamed to the target when complete
+    deadline = time.monotonic() + seconds + 10
+    while partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if partial.exists() or not target.exists():
+        raise SomaError(f"the recording to {target} did not complete (did the simulator stop?)")
+    click.echo(f"recorded: {target}")

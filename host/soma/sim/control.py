@@ -8,6 +8,7 @@ Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 | {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
 | {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write)
 | {"op": "stall", "bed": 1}  (the unit hangs; its watchdog resets it)
+| {"op": "record", "bed": 1, "path": "/abs/night.csv", "seconds": 60}  (its raw BCG samples)
 """
 
 import json
@@ -16,6 +17,7 @@ import socket
 import threading
 
 from .pad_model import PadModel
+from .recorder import BcgRecorder
 from .virtual_bed import HARD, POWER_ON
 
 FAULT_KINDS = ("open", "short", "frozen", "disconnected", "stuck")
@@ -88,6 +90,19 @@ class ControlServer:
                     raise ControlError("after_bytes must be a whole number >= 0")
                 bed.world.cut_power_after(after)
                 return {"ok": f"bed {request['bed']}: power cut after {after} more flash bytes"}
+            if op == "record":
+                seconds, path = request.get("seconds"), request.get("path")
+                if not isinstance(seconds, int | float) or not 0 < seconds <= 86_400:
+                    raise ControlError("seconds must be more than 0 and at most 86400")
+                if not isinstance(path, str) or not os.path.isabs(path):
+                    raise ControlError("path must be an absolute file path")
+                if bed.world.recorder is not None:
+                    raise ControlError(f"bed {request['bed']} is already being recorded")
+                try:
+                    bed.world.recorder = BcgRecorder(path, seconds)
+                except OSError as exc:
+                    raise ControlError(f"cannot record to {path}: {exc.strerror or exc}") from None
+                return {"ok": f"recording bed {request['bed']} for {seconds:g} s to {path}"}
             if op == "reset":
                 cause = request.get("cause", "hard")
                 if cause not in RESET_CAUSES:

@@ -3,9 +3,9 @@
 The night (bed time, compressed by the sanctuary's time scale): the sleeper gets into bed,
 falls asleep, cycles through light, deep and REM-like light sleep in ~90-minute cycles,
 moves now and then (more when sleeping lightly), and gets up in the morning. Heart rate
-(45-90 bpm) and breathing (10-20 /min) follow the stage with slow drift and beat-to-beat
-variability. Physiology stays in real time (the firmware samples it at 100 Hz); only the
-schedule of the night is compressed.
+(45-90 bpm) and breathing (10-20 /min) follow the stage with slow drift, and vary from
+beat to beat and breath to breath, least in deep sleep. Physiology stays in real time
+(the firmware samples it at 100 Hz); only the schedule of the night is compressed.
 
 The BCG sample: a baseline with slow drift, the breathing wave, a J-wave shaped pulse per
 heartbeat whose size breathing modulates, sensor noise, and large irregular swings while
@@ -20,6 +20,10 @@ AWAKE, LIGHT, DEEP = "awake", "light", "deep"
 STAGE_HEART_BPM = {AWAKE: 68.0, LIGHT: 58.0, DEEP: 51.0}
 STAGE_BREATHS_PER_MIN = {AWAKE: 16.0, LIGHT: 14.0, DEEP: 12.5}
 STAGE_MOVES_PER_HOUR = {AWAKE: 12.0, LIGHT: 4.0, DEEP: 0.5}
+# Breath-to-breath and beat-to-beat variability (relative sd): deep sleep breathes like a
+# metronome, light sleep and wakefulness less so.
+STAGE_BREATH_JITTER = {AWAKE: 0.15, LIGHT: 0.10, DEEP: 0.03}
+STAGE_BEAT_JITTER = {AWAKE: 0.045, LIGHT: 0.035, DEEP: 0.02}
 MIDSCALE = 32768
 
 
@@ -50,6 +54,7 @@ class Sleeper:
         self._heart_phase = 0.0
         self._breath_phase = 0.0
         self._beat_jitter = 0.0
+        self._breath_jitter = 0.0
         self._last_real_s = None
         self._drift = 0.0
 
@@ -104,11 +109,14 @@ class Sleeper:
         self._maybe_move(real_s, vitals.stage)
         if real_s < self._move_until:
             return _clamp(MIDSCALE + self._drift + rng.gauss(0.0, 4000.0))
-        self._breath_phase += dt * vitals.breaths_per_min / 60.0
+        self._breath_phase += dt * vitals.breaths_per_min / 60.0 * (1.0 + self._breath_jitter)
+        if self._breath_phase >= 1.0:
+            self._breath_phase -= 1.0
+            self._breath_jitter = rng.gauss(0.0, STAGE_BREATH_JITTER[vitals.stage])
         self._heart_phase += dt * vitals.heart_bpm / 60.0 * (1.0 + self._beat_jitter)
         if self._heart_phase >= 1.0:
             self._heart_phase -= 1.0
-            self._beat_jitter = rng.gauss(0.0, 0.03)  # beat-to-beat variability
+            self._beat_jitter = rng.gauss(0.0, STAGE_BEAT_JITTER[vitals.stage])
         breathing = math.sin(2 * math.pi * self._breath_phase)
         beat = self._beat_amplitude * (1.0 + 0.25 * breathing) * _j_wave(self._heart_phase, vitals.heart_bpm)
         return _clamp(MIDSCALE + self._drift + 1800.0 * breathing + beat + noise)

@@ -103,6 +103,7 @@ class BedWorld:
         self.radio_received = 0
         self.bath = None  # a CalibrationBath when the unit sits in it
         self.fixture = None  # the bath instrument, when the unit sits in its bench fixture
+        self.recorder = None  # a BcgRecorder while `soma sim record` records this bed
         self._feeds = None
         self._fed_at = time.monotonic()
         self._sensor_seq = 0
@@ -131,6 +132,10 @@ class BedWorld:
         if self.station is not None:
             self.model.codes[5] = self.station.bcg_signal(now)
         self.model.codes[5] = self.unit.bcg_code(self.model.codes[5])
+        if self.recorder is not None:
+            vitals = None if self.sleeper is None else self.sleeper.vitals(now - self._started)
+            if not self.recorder.add(now, self.model.codes[5], vitals):
+                self.recorder = None
         if self._bed_address is not None:
             self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
             payload = codec.encode("sim_sensors", [self._sensor_seq, *self.model.codes])
@@ -209,6 +214,8 @@ class BedWorld:
         self._bed_address = None
 
     def close(self):
+        if self.recorder is not None:
+            self.recorder.abandon()
         self.socket.close()
 
 
