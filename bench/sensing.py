@@ -24,6 +24,20 @@ from . import Result
 
 STRETCHES = 8
 HOUR_S = 3600
+VITALS = (  # soma.sim.sensing_night.score's figures, in the order printed
+    ("epochs", "epochs"),
+    ("presence_accuracy", "ratio"),
+    ("hr_mae_bpm", "bpm"),
+    ("hr_max_error_bpm", "bpm"),
+    ("rr_mae_per_min", "/min"),
+    ("hr_valid_ratio", "ratio"),
+    ("rr_valid_ratio", "ratio"),
+    ("movement_recall", "ratio"),
+    ("movement_false_ratio", "ratio"),
+    ("valid_during_movement", "epochs"),
+    ("sleep_state_agreement", "ratio"),
+    ("deep_precision", "ratio"),
+)
 
 
 def _stretch(k):
@@ -35,18 +49,8 @@ def run():
         stretches = list(pool.map(_stretch, range(STRETCHES)))
     figures = score(stretches)
     yield Result("vitals.simulated_hours", STRETCHES * HOUR_S / 3600, "h")
-    yield Result("vitals.epochs", figures["epochs"], "epochs")
-    yield Result("vitals.presence_accuracy", figures["presence_accuracy"], "ratio")
-    yield Result("vitals.hr_mae_bpm", figures["hr_mae_bpm"], "bpm")
-    yield Result("vitals.hr_max_error_bpm", figures["hr_max_error_bpm"], "bpm")
-    yield Result("vitals.rr_mae_per_min", figures["rr_mae_per_min"], "/min")
-    yield Result("vitals.hr_valid_ratio", figures["hr_valid_ratio"], "ratio")
-    yield Result("vitals.rr_valid_ratio", figures["rr_valid_ratio"], "ratio")
-    yield Result("vitals.movement_recall", figures["movement_recall"], "ratio")
-    yield Result("vitals.movement_false_ratio", figures["movement_false_ratio"], "ratio")
-    yield Result("vitals.valid_during_movement", figures["valid_during_movement"], "epochs")
-    yield Result("vitals.sleep_state_agreement", figures["sleep_state_agreement"], "ratio")
-    yield Result("vitals.deep_precision", figures["deep_precision"], "ratio")
+    for name, unit in VITALS:
+        yield Result(f"vitals.{name}", figures[name], unit)
     samples = sum(s.cost["samples"] for s in stretches)
     yield Result(
         "sensing.us_per_sample", sum(s.cost["us_per_sample"] * s.cost["samples"] for s in stretches) / samples, "us"

@@ -52,6 +52,7 @@ EPOCH_SLEEP_STATE = const(6)
 EPOCH_FIELDS = const(7)
 
 _MIDSCALE = const(32_768)
+_INPUT_MAX = const(16_383)  # quarter codes: below 2^14, as host/soma/sensing_filters.py assumes
 _WINDOW = const(256)  # both windows; a power of two
 _MASK = const(255)
 _EPOCH_S = const(30)
@@ -59,6 +60,44 @@ _HEART = const(1)
 _BREATHING = const(2)
 _LAGS_PER_TICK = const(3)
 _LAGS = const(53)  # r[0] and r[k] up to the breathing window's longest lag + 1
+# All state is in two arrays (one attribute each: on this heap every name and every
+# attribute costs). Ints, `_v`:
+_COUNT = const(0)  # samples, modulo 100
+_HEART_AT = const(1)  # next write in the heart window (its oldest sample)
+_BREATHING_AT = const(2)
+_ENVELOPE_SUM = const(3)
+_BREATHING_SUM = const(4)
+_ACTIVITY = const(5)  # sum of |heart band| this second
+_SECOND_DUE = const(6)
+_SECOND = const(7)  # of the epoch
+_OCCUPIED = const(8)
+_QUIET_S = const(9)
+_ACTIVE_S = const(10)
+_STILL_LEVEL = const(11)  # the sleeper's activity when still
+_STILL_S = const(12)  # seconds since the last movement (capped)
+_MOVING_S = const(13)  # in this epoch
+_JOB = const(14)  # _HEART or _BREATHING while a window's autocorrelation runs
+_JOB_VALID = const(15)  # that window was still and occupied
+_LAG = const(16)
+_CLOSE = const(17)  # the epoch closes when its breathing window is done
+_HEART_SUM = const(18)
+_HEART_N = const(19)
+_HEART_LOW = const(20)
+_HEART_HIGH = const(21)
+_BREATHING_X10 = const(22)
+_BREATHING_REGULARITY = const(23)  # the breathing window's confidence, when valid
+_STILL_EPOCHS = const(24)
+_HEART_FLOOR = const(25)  # the night's lowest heart rate, tracked slowly upwards
+_ZERO = const(26)
+_GAIN_Q12 = const(27)
+_FILTERS = const(28)  # three sections' x1, x2, y1, y2
+_R = const(40)  # the work window's autocorrelation, _LAGS of it
+_VARS = const(93)
+# Windows, `_w` (int16): the heart and breathing windows, and a copy of one to work on
+# (oldest first, mean removed).
+_HEART_W = const(0)
+_BREATHING_W = const(256)
+_WORK_W = const(512)
 # Heart window at 25 Hz: 150..40 bpm is lag 10..37.5; breathing at 5 Hz: 42..6 /min is lag 7..50.
 _HEART_LAG_MIN = const(9)
 _HEART_LAG_MAX = const(39)
@@ -87,90 +126,101 @@ _DEEP_BREATHING_CONFIDENCE = const(865)  # ...breathing this regular...
 _DEEP_HEART_ABOVE_FLOOR_X10 = const(40)  # ...and the heart this close to its night's floor
 
 
-def _biquad(state, at, c, x):
-    # Direct form I; state[at:at + 4] = x1, x2, y1, y2. Ranges: host/soma/sensing_filters.py.
-    y = (c[0] * x + c[1] * state[at] + c[2] * state[at + 1] - c[3] * state[at + 2] - c[4] * state[at + 3]) >> 13
-    state[at + 1] = state[at]
-    state[at] = x
-    state[at + 3] = state[at + 2]
-    state[at + 2] = y
+def _biquad(v, at, c, x):
+    # Direct form I; v[at:at + 4] = x1, x2, y1, y2. Ranges: host/soma/sensing_filters.py.
+    y = (c[0] * x + c[1] * v[at] + c[2] * v[at + 1] - c[3] * v[at + 2] - c[4] * v[at + 3]) >> 13
+    v[at + 1] = v[at]
+    v[at] = x
+    v[at + 3] = v[at + 2]
+    v[at + 2] = y
     return y
 
 
 class Sensing:
     def __init__(self):
-        self._zero = _MIDSCALE
-        self._gain_q12 = 4096
-        self._filters = array("i", bytes(4 * 12))  # three sections' x1, x2, y1, y2
-        self._heart = array("h", bytes(2 * _WINDOW))
-        self._breathing = array("h", bytes(2 * _WINDOW))
-        self._work = array("h", bytes(2 * _WINDOW))  # a window, oldest first, mean removed
-        self._r = array("i", bytes(4 * _LAGS))  # its autocorrelation
+        self._v = array("i", bytes(4 * _VARS))
+        self._w = array("h", bytes(2 * 3 * _WINDOW))
         self.epoch = array("i", bytes(4 * EPOCH_FIELDS))
-        self._count = 0  # samples, modulo 100
-        self._heart_at = self._breathing_at = 0  # next write (the oldest sample)
-        self._envelope_sum = self._breathing_sum = self._activity = 0
-        self._second_due = False
-        # Per second
-        self._second = 0  # of the epoch
-        self._occupied = False
-        self._quiet_s = self._active_s = 0
-        self._still_level = 0  # the sleeper's activity when still
-        self._still_s = 0  # seconds since the last movement (capped)
-        self._moving_s = 0  # in this epoch
-        # Rates
-        self._job = 0  # _HEART or _BREATHING while a window's autocorrelation runs
-        self._job_valid = False  # the window was still and occupied
-        self._lag = 0
-        self._close = False  # the epoch closes when its breathing window is done
-        self._heart_sum = self._heart_n = self._heart_low = self._heart_high = 0
-        self._breathing_x10 = self._breathing_confidence = 0
-        self._still_epochs = 0
-        self._heart_floor = 0  # the night's lowest heart rate, tracked slowly upwards
+        self.calibrate(None)
 
     def calibrate(self, calibration):
         """The BCG zero and gain of CalibrationData values (None: nominal)."""
+        v = self._v
         if calibration is None:
-            self._zero, self._gain_q12 = _MIDSCALE, 4096
+            v[_ZERO] = _MIDSCALE
+            v[_GAIN_Q12] = 4096
         else:  # Q12: |code - zero| * gain stays below 2^28
-            self._zero = _MIDSCALE + calibration[_CALIBRATION_DATA_IX_BCG_ZERO]
-            self._gain_q12 = calibration[_CALIBRATION_DATA_IX_BCG_GAIN_Q16] >> 4
+            v[_ZERO] = _MIDSCALE + calibration[_CALIBRATION_DATA_IX_BCG_ZERO]
+            v[_GAIN_Q12] = calibration[_CALIBRATION_DATA_IX_BCG_GAIN_Q16] >> 4
 
     def sample(self, code):
         """One 100 Hz BCG code. Allocates nothing."""
-        x = ((code - self._zero) * self._gain_q12) >> 14  # quarter codes: |x| < 2^14
-        filters = self._filters
-        y = _biquad(filters, 0, BCG_HEART_BAND, x)
+        v = self._v
+        x = ((code - v[_ZERO]) * v[_GAIN_Q12]) >> 14  # quarter codes
+        if x > _INPUT_MAX:  # the filters' ranges are proven for |x| <= _INPUT_MAX
+            x = _INPUT_MAX
+        elif x < -_INPUT_MAX:
+            x = -_INPUT_MAX
+        y = _biquad(v, _FILTERS, BCG_HEART_BAND, x)
         if y < 0:
             y = -y
-        self._envelope_sum += y
-        self._activity += y
-        self._breathing_sum += x
-        count = self._count + 1
+        v[_ENVELOPE_SUM] += y
+        v[_ACTIVITY] += y
+        v[_BREATHING_SUM] += x
+        count = v[_COUNT] + 1
         if count == 100:
             count = 0
-            self._second_due = True
-        self._count = count
+            v[_SECOND_DUE] = 1
+        v[_COUNT] = count
         if count & 3 == 0:
-            at = self._heart_at
-            self._heart[at] = _biquad(filters, 4, BCG_HEART_ENVELOPE, self._envelope_sum >> 2) >> 1
-            self._heart_at = (at + 1) & _MASK
-            self._envelope_sum = 0
+            at = v[_HEART_AT]
+            self._w[_HEART_W + at] = _biquad(v, _FILTERS + 4, BCG_HEART_ENVELOPE, v[_ENVELOPE_SUM] >> 2) >> 1
+            v[_HEART_AT] = (at + 1) & _MASK
+            v[_ENVELOPE_SUM] = 0
         if count % 10 == 0:
-            y = _biquad(filters, 8, BCG_BREATHING_BAND, self._breathing_sum >> 3)
-            self._breathing_sum = 0
+            y = _biquad(v, _FILTERS + 8, BCG_BREATHING_BAND, v[_BREATHING_SUM] >> 3)
+            v[_BREATHING_SUM] = 0
             if count % 20 == 0:
-                at = self._breathing_at
-                self._breathing[at] = y
-                self._breathing_at = (at + 1) & _MASK
+                at = v[_BREATHING_AT]
+                self._w[_BREATHING_W + at] = y
+                v[_BREATHING_AT] = (at + 1) & _MASK
 
     def step(self):
         """Once per tick, after sample(): a second's decisions, or a few lags of a window."""
-        if self._second_due:
-            self._second_due = False
-            self._each_second()
-        elif self._job:
-            self._lags()
+        v = self._v
+        if not v[_SECOND_DUE]:
+            if v[_JOB]:
+                self._lags()
+            return
+        v[_SECOND_DUE] = 0
+        activity = v[_ACTIVITY] // 100
+        v[_ACTIVITY] = 0
+        if activity >= _PRESENT_ON:
+            v[_ACTIVE_S] += 1
+            v[_QUIET_S] = 0
+        elif activity < _PRESENT_OFF:
+            v[_QUIET_S] += 1
+            v[_ACTIVE_S] = 0
+        if not v[_OCCUPIED] and v[_ACTIVE_S] >= _PRESENT_AFTER_S:
+            v[_OCCUPIED] = 1
+            v[_STILL_LEVEL] = activity
+            v[_STILL_S] = 0
+        elif v[_OCCUPIED] and v[_QUIET_S] >= _EMPTY_AFTER_S:
+            v[_OCCUPIED] = 0
+        if v[_OCCUPIED]:
+            level = v[_STILL_LEVEL]
+            if activity > _MOVING_FLOOR and activity > _MOVING_FACTOR * level:
+                v[_MOVING_S] += 1
+                v[_STILL_S] = 0
+            else:
+                v[_STILL_LEVEL] = level + ((activity - level) >> 3)  # ~8 s average
+                if v[_STILL_S] < 255:
+                    v[_STILL_S] += 1
+        v[_SECOND] += 1
+        if v[_SECOND] % 10 == 0:
+            self._start(_HEART)
+            if v[_SECOND] == _EPOCH_S:
+                v[_CLOSE] = 1
 
     def occupancy(self):
         return self.epoch[EPOCH_OCCUPANCY]
@@ -182,154 +232,118 @@ class Sensing:
             return _WAKE_READINESS_UNKNOWN
         return _WAKE_READINESS_MOVING if epoch[EPOCH_MOVING_S] else epoch[EPOCH_SLEEP_STATE]
 
-    def _each_second(self):
-        activity = self._activity // 100
-        self._activity = 0
-        if activity >= _PRESENT_ON:
-            self._active_s += 1
-            self._quiet_s = 0
-        elif activity < _PRESENT_OFF:
-            self._quiet_s += 1
-            self._active_s = 0
-        if not self._occupied and self._active_s >= _PRESENT_AFTER_S:
-            self._occupied = True
-            self._still_level = activity
-            self._still_s = 0
-        elif self._occupied and self._quiet_s >= _EMPTY_AFTER_S:
-            self._occupied = False
-        if self._occupied:
-            level = self._still_level
-            if activity > _MOVING_FLOOR and activity > _MOVING_FACTOR * level:
-                self._moving_s += 1
-                self._still_s = 0
-            else:
-                self._still_level = level + ((activity - level) >> 3)  # ~8 s average
-                if self._still_s < 255:
-                    self._still_s += 1
-        self._second += 1
-        if self._second % 10 == 0:
-            self._start(_HEART)
-            if self._second == _EPOCH_S:
-                self._close = True
-
     def _start(self, job):
         """Copy a window, oldest first, mean removed, scaled within +-1023 (so that a lag's
         sum of 256 products stays below 2^28), and set its autocorrelation going."""
+        v, w = self._v, self._w
         if job == _HEART:
-            window, at, still_s = self._heart, self._heart_at, _HEART_STILL_S
+            base, at, still_s = _HEART_W, v[_HEART_AT], _HEART_STILL_S
         else:
-            window, at, still_s = self._breathing, self._breathing_at, _BREATHING_STILL_S
-        self._job_valid = self._occupied and self._still_s >= still_s
+            base, at, still_s = _BREATHING_W, v[_BREATHING_AT], _BREATHING_STILL_S
+        v[_JOB_VALID] = 1 if v[_OCCUPIED] and v[_STILL_S] >= still_s else 0
         total = 0
-        for value in window:
-            total += value
+        for i in range(base, base + _WINDOW):
+            total += w[i]
         mean = total // _WINDOW
         peak = 1
-        for value in window:
-            if abs(value - mean) > peak:
-                peak = abs(value - mean)
+        for i in range(base, base + _WINDOW):
+            if abs(w[i] - mean) > peak:
+                peak = abs(w[i] - mean)
         shift = 0
         while peak >> shift > 1023:
             shift += 1
-        work = self._work
         for i in range(_WINDOW):
-            work[i] = (window[(at + i) & _MASK] - mean) >> shift
-        self._job = job
-        self._lag = 0
+            w[_WORK_W + i] = (w[base + ((at + i) & _MASK)] - mean) >> shift
+        v[_JOB] = job
+        v[_LAG] = 0
 
     def _lags(self):
-        work = self._work
-        r = self._r
-        heart = self._job == _HEART
+        v, w = self._v, self._w
+        heart = v[_JOB] == _HEART
         low = _HEART_LAG_MIN if heart else _BREATHING_LAG_MIN
         high = _HEART_LAG_MAX if heart else _BREATHING_LAG_MAX
-        lag = self._lag
+        lag = v[_LAG]
         for _ in range(_LAGS_PER_TICK):
             total = 0
-            for i in range(_WINDOW - lag):
-                total += work[i] * work[i + lag]
-            r[lag] = total
+            for i in range(_WORK_W, _WORK_W + _WINDOW - lag):
+                total += w[i] * w[i + lag]
+            v[_R + lag] = total
             lag = low if lag == 0 else lag + 1
             if lag > high:
-                self._job = 0
-                self._rate(heart, low, high)
+                v[_JOB] = 0
+                self._finish(heart, low, high)
                 return
-        self._lag = lag
+        v[_LAG] = lag
 
-    def _rate(self, heart, low, high):
+    def _finish(self, heart, low, high):
         """The window's rate (x10 per minute) from its autocorrelation's highest peak in
-        range, and how confident (permille of the energy at lag 0)."""
-        r = self._r
+        range, and how confident (permille of the energy at lag 0); the epoch's close
+        after its breathing window."""
+        v = self._v
         best = 0
-        for lag in range(low + 1, high):
-            if r[lag] > r[lag - 1] and r[lag] >= r[lag + 1] and (not best or r[lag] > r[best]):
+        for lag in range(_R + low + 1, _R + high):
+            if v[lag] > v[lag - 1] and v[lag] >= v[lag + 1] and (not best or v[lag] > v[best]):
                 best = lag
-        energy = r[0] >> 11
-        confidence = (r[best] >> 11) * 1000 // energy if best and energy > 0 else 0
+        energy = v[_R] >> 11
+        confidence = (v[best] >> 11) * 1000 // energy if best and energy > 0 else 0
         rate_x10 = 0
         if confidence > 0:
             # A parabola through the peak of the unbiased autocorrelation: the period in
             # hundredths of a sample.
-            before = (r[best - 1] // (_WINDOW - best + 1)) >> 4
-            at = (r[best] // (_WINDOW - best)) >> 4
-            after = (r[best + 1] // (_WINDOW - best - 1)) >> 4
+            k = best - _R
+            before = (v[best - 1] // (_WINDOW - k + 1)) >> 4
+            at = (v[best] // (_WINDOW - k)) >> 4
+            after = (v[best + 1] // (_WINDOW - k - 1)) >> 4
             curvature = before - 2 * at + after
-            period = 100 * best
+            period = 100 * k
             if curvature < 0:
                 period += 50 * (before - after) // curvature
             rate_x10 = (_HEART_RATE_X10 if heart else _BREATHING_RATE_X10) // period
         if heart:
-            if self._job_valid and confidence >= _HEART_CONFIDENCE:
-                self._heart_sum += rate_x10
-                self._heart_n += 1
-                self._heart_low = rate_x10 if self._heart_n == 1 else min(self._heart_low, rate_x10)
-                self._heart_high = max(self._heart_high, rate_x10)
-            if self._close:
+            if v[_JOB_VALID] and confidence >= _HEART_CONFIDENCE:
+                v[_HEART_SUM] += rate_x10
+                v[_HEART_N] += 1
+                v[_HEART_LOW] = rate_x10 if v[_HEART_N] == 1 else min(v[_HEART_LOW], rate_x10)
+                v[_HEART_HIGH] = max(v[_HEART_HIGH], rate_x10)
+            if v[_CLOSE]:
                 self._start(_BREATHING)
             return
-        valid = self._job_valid and confidence >= _BREATHING_CONFIDENCE
-        self._breathing_x10 = rate_x10 if valid else 0
-        self._breathing_confidence = confidence if valid else 0
-        self._close_epoch()
-
-    def _close_epoch(self):
+        valid = v[_JOB_VALID] and confidence >= _BREATHING_CONFIDENCE
+        v[_BREATHING_X10] = rate_x10 if valid else 0
+        v[_BREATHING_REGULARITY] = confidence if valid else 0
+        # The epoch closes.
         epoch = self.epoch
-        moving_s = self._moving_s
+        moving_s = v[_MOVING_S]
+        occupied = v[_OCCUPIED]
         valid = 0
         heart_x10 = 0
-        if (
-            self._heart_n >= 2
-            and not moving_s
-            and self._occupied
-            and self._heart_high - self._heart_low <= _HEART_SPREAD_X10
-        ):
+        if v[_HEART_N] >= 2 and not moving_s and occupied and v[_HEART_HIGH] - v[_HEART_LOW] <= _HEART_SPREAD_X10:
             valid = _VITALS_VALID_HEART
-            heart_x10 = self._heart_sum // self._heart_n
-            floor = self._heart_floor
-            self._heart_floor = (
+            heart_x10 = v[_HEART_SUM] // v[_HEART_N]
+            floor = v[_HEART_FLOOR]
+            v[_HEART_FLOOR] = (
                 heart_x10 if not floor else floor + ((heart_x10 - floor) >> (2 if heart_x10 < floor else 6))
             )
-        if self._breathing_x10:
+        if v[_BREATHING_X10]:
             valid |= _VITALS_VALID_BREATHING
-        self._still_epochs = 0 if moving_s or not self._occupied else self._still_epochs + 1
-        if not self._occupied:
+        v[_STILL_EPOCHS] = 0 if moving_s or not occupied else v[_STILL_EPOCHS] + 1
+        if not occupied:
             state = _SLEEP_STATE_UNKNOWN
         elif moving_s >= _AWAKE_MOVING_S or epoch[EPOCH_MOVING_S] + moving_s >= 2 * _AWAKE_MOVING_S:
             state = _SLEEP_STATE_AWAKE
         elif (
-            self._still_epochs >= _DEEP_STILL_EPOCHS
-            and self._breathing_confidence >= _DEEP_BREATHING_CONFIDENCE
-            and (not heart_x10 or heart_x10 <= self._heart_floor + _DEEP_HEART_ABOVE_FLOOR_X10)
+            v[_STILL_EPOCHS] >= _DEEP_STILL_EPOCHS
+            and v[_BREATHING_REGULARITY] >= _DEEP_BREATHING_CONFIDENCE
+            and (not heart_x10 or heart_x10 <= v[_HEART_FLOOR] + _DEEP_HEART_ABOVE_FLOOR_X10)
         ):
             state = _SLEEP_STATE_DEEP
         else:
             state = _SLEEP_STATE_LIGHT
         epoch[EPOCH_NUMBER] += 1
-        epoch[EPOCH_OCCUPANCY] = _OCCUPANCY_OCCUPIED if self._occupied else _OCCUPANCY_EMPTY
+        epoch[EPOCH_OCCUPANCY] = _OCCUPANCY_OCCUPIED if occupied else _OCCUPANCY_EMPTY
         epoch[EPOCH_MOVING_S] = moving_s
-        epoch[EPOCH_BREATHS_X10] = self._breathing_x10
+        epoch[EPOCH_BREATHS_X10] = v[_BREATHING_X10]
         epoch[EPOCH_HEART_X10] = heart_x10
         epoch[EPOCH_VALID] = valid
         epoch[EPOCH_SLEEP_STATE] = state
-        self._second = self._moving_s = self._heart_sum = self._heart_n = self._heart_high = 0
-        self._close = False
+        v[_SECOND] = v[_MOVING_S] = v[_HEART_SUM] = v[_HEART_N] = v[_HEART_HIGH] = v[_CLOSE] = 0

@@ -182,7 +182,7 @@ def test_console_answers_every_request_and_rejects_malformed_frames(tmp_path):
 
 def test_sample_path_allocates_nothing(tmp_path):
     report = scenario("sample_path_allocation(2000)", tmp_path)
-    assert report["allocated"] == 0
+    assert report["allocated"] == 0  # sensors, and the sensing pipeline's sample and step
     assert 29_000 < report["temp"] < 31_000
 
 
@@ -228,3 +228,19 @@ def test_only_authenticated_fresh_beacons_count_and_programs_stay_within_safety(
     # It asks for 45 degC: the set point range (13..40 degC) holds, and nothing trips.
     assert report["target_mc"] == 45_000
     assert report["hottest_c"] <= 40.5 and report["latched"] == []
+
+
+def test_a_sleeper_in_bed_goes_on_air_as_occupancy_and_readiness_only(tmp_path):
+    report = scenario("sleeper_on_air(2, 75)", tmp_path)
+    beacons = [(at, schema.Beacon.parse(bytes.fromhex(data))) for at, data in report["sent"]]
+    # Unknown until the first 30 s epoch is closed; then occupied, and lying still: light or deep.
+    assert {str(b.occupancy) for at, b in beacons if at < 29} == {"unknown"}
+    late = [b for at, b in beacons if at > 31.5]
+    assert late and {str(b.occupancy) for b in late} == {"occupied"}
+    assert {str(b.wake_readiness) for b in late} <= {"light", "deep"}
+    # The vitals themselves stay on the bed's own line (telemetry): 60 bpm, 15 breaths a minute.
+    names = [subcon.name for subcon in schema.Telemetry.subcons[-7:]]
+    sleep = dict(zip(names, report["telemetry"][-7:], strict=True))
+    assert sleep["sleep_epoch"] == 2 and sleep["occupancy"] == 2 and sleep["movement_s"] == 0
+    assert sleep["vitals_valid"] == 3 and sleep["sleep_state"] in (2, 3)
+    assert abs(sleep["heart_bpm_x10"] - 600) <= 10 and abs(sleep["breaths_per_min_x10"] - 150) <= 5

@@ -18,10 +18,10 @@ def soma(*args):
     return subprocess.run([SOMA, *args], capture_output=True, text=True, timeout=60)
 
 
-def start_sim(tmp_path, beds):
+def start_sim(tmp_path, beds, *options):
     control = str(tmp_path / "control.sock")
     process = subprocess.Popen(
-        [SOMA, "sim", "--beds", str(beds), "--root", str(tmp_path / "beds"), "--control", control],
+        [SOMA, "sim", "--beds", str(beds), "--root", str(tmp_path / "beds"), "--control", control, *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,6 +63,25 @@ def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
     assert not _micropython_pids(tmp_path / "beds")
     assert not any(os.path.exists(port) for port in ports)
     assert not os.path.exists(control)
+
+
+def test_a_recording_of_a_bed_replays_through_the_sensing_pipeline(tmp_path):
+    process, control, _ = start_sim(tmp_path, 1, "--in-bed-at", "0")
+    try:
+        recording = tmp_path / "bed1.csv"
+        result = soma("sim", "--control", control, "record", "--bed", "1", "--seconds", "31", str(recording))
+        assert result.returncode == 0, result.stderr
+        busy = soma("sim", "--control", control, "record", "--bed", "3", "--seconds", "5", str(recording))
+        assert busy.returncode == 2 and "bed must be 1..1" in busy.stderr
+    finally:
+        soma("sim", "--control", control, "stop")
+        process.wait(timeout=15)
+    header = recording.read_text().splitlines()[0]
+    assert header == "time_s,bcg,present,moving,heart_bpm,breaths_per_min,stage"
+    result = soma("replay", str(recording))
+    assert result.returncode == 0, result.stderr
+    (epoch,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert epoch["t_s"] == 30 and epoch["presence"] == "occupied"
 
 
 def test_verbs_without_a_simulator_say_so(tmp_path):

@@ -453,13 +453,53 @@ def console():
 
 
 def sample_path_allocation(ticks=2000):
-    """Bytes allocated by the 100 Hz sample path (all ADC channels, filtering, conversion)."""
+    """Bytes allocated by the 100 Hz sample path: all ADC channels, filtering, conversion,
+    and the sensing pipeline's sample and step on a heartbeat-like BCG signal."""
+    from array import array
+
     board, plant, bed = _make(start_c=30.0)
-    sample = bed.sensors.sample
+    sensors, sensing, codes = bed.sensors, bed.sensing, board.adc.codes
+    signal = array("H", (_bcg_code(n / 100) for n in range(1000)))
+    at = [0]
+
+    def sample():
+        n = at[0]
+        codes[5] = signal[n]
+        at[0] = n + 1 if n < 999 else 0
+        sensors.sample()
+        sensing.sample(sensors.raw[5])
+        sensing.step()
+
     for _ in range(20):
         sample()
     allocated = _allocation_of(sample, ticks)
-    h.report(allocated=allocated, ticks=ticks, temp=bed.sensors.temps_mc[0])
+    h.report(allocated=allocated, ticks=ticks, temp=bed.sensors.temps_mc[0], epochs=sensing.epoch[0])
+
+
+def _bcg_code(t):
+    """A sleeper's bed sensor at `t` s: breathing at 15 /min, a J-wave-like beat at 60 bpm."""
+    import math
+
+    beat = t % 1.0
+    pulse = 1200 * math.exp(-0.5 * ((beat - 0.22) / 0.022) ** 2) - 700 * math.exp(-0.5 * ((beat - 0.28) / 0.024) ** 2)
+    return int(32768 + 1800 * math.sin(2 * math.pi * 0.25 * t) + pulse)
+
+
+def sleeper_on_air(bed_id=2, seconds=75):
+    """A provisioned bed with someone lying still in it: what its beacons and telemetry say."""
+    board, plant, bed = _provisioned(bed_id, start_c=30.0)
+    codes = board.adc.codes
+
+    def feel(now_us):
+        codes[5] = _bcg_code(now_us / 1e6)
+
+    h.run(board, plant, bed, seconds, feel)
+    from binascii import hexlify
+
+    h.report(
+        sent=[(at / 1e6, hexlify(data).decode()) for at, data in board.radio.sent],
+        telemetry=bed.telemetry_values(),
+    )
 
 
 def _allocation_of(work, times):

@@ -43,20 +43,37 @@ DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(
 @click.option("--seed", default=1, show_default=True, help="Seed of the units' serials, clocks and tolerances.")
 @click.option("--baud", type=click.IntRange(300, 4_000_000), help="Pace each serial line (default: unpaced).")
 @click.option("--loss", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Radio frame loss.")
+@click.option(
+    "--in-bed-at",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="When the sleepers get into bed, seconds of (scaled) night.",
+)
 @click.option("--root", type=click.Path(file_okay=False), help="Where the beds' flash directories live (kept).")
 @click.option("--control", "control", default=str(DEFAULT_CONTROL), show_default=True, help="Control socket path.")
 @click.pass_context
-def command(ctx, beds, blank, time_scale, seed, baud, loss, root, control):
+def command(ctx, beds, blank, time_scale, seed, baud, loss, in_bed_at, root, control):
     """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = control
         return
     from ..sim.control import ControlServer
+    from ..sim.radio import RadioSettings
     from ..sim.sanctuary import Sanctuary
 
     if Path(control).exists():
         raise SomaError(f"a simulator already runs on {control} (`soma sim stop`), or remove the stale socket")
-    sanctuary = Sanctuary(beds=beds, seed=seed, root=root, flashed=not blank, baud=baud, time_scale=time_scale).start()
+    sanctuary = Sanctuary(
+        beds=beds,
+        seed=seed,
+        root=root,
+        flashed=not blank,
+        baud=baud,
+        time_scale=time_scale,
+        radio=RadioSettings(loss=loss),
+        in_bed_at_s=in_bed_at,
+    ).start()
     server = ControlServer(sanctuary, control)
     signal.signal(signal.SIGTERM, lambda *_: server.stopped.set())
     try:

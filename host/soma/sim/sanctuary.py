@@ -67,6 +67,7 @@ class Sanctuary:
         heap="96K",
         radio=None,
         sleepers=True,
+        in_bed_at_s=600.0,
     ):
         if beds < 1:
             raise ValueError("a sanctuary needs at least one bed")
@@ -86,7 +87,7 @@ class Sanctuary:
             if flashed and not (flash_dir / "main.py").exists():
                 install_firmware(flash_dir)
             unit = Unit.from_seed(seed, index)
-            sleeper = Sleeper(f"{seed}/{index}", time_scale=time_scale) if sleepers else None
+            sleeper = Sleeper(f"{seed}/{index}", time_scale=time_scale, in_bed_at_s=in_bed_at_s) if sleepers else None
             self.beds.append(SimBed(unit, flash_dir, baud, time_scale, heap, sleeper, self.epoch_us, latency_us))
 
     def start(self):

@@ -1,0 +1,157 @@
+"""The sleeper sensing pipeline (firmware/sensing.py): its filters are the designed ones and
+keep to small ints; on simulated stretches of nights with known truth, run under
+MicroPython with a 96 KiB heap, it finds presence, movement, breathing and heart rate
+within the bars and a plausible sleep state, allocating nothing; `soma replay` reads
+recordings (resampling other rates) and turns bad files away in one line."""
+
+import json
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from soma import paths, sensing_filters
+from soma.replay import RATE_HZ, read_recording, run_pipeline
+from soma.sim.sensing_night import score, simulate
+
+SMALL_INT = 1 << 30
+
+
+def test_the_board_carries_the_designed_filters_and_their_ranges_hold():
+    board = paths.import_firmware_module("board")
+    for section in sensing_filters.SECTIONS:
+        assert getattr(board, section.name) == section.coefficients()
+        output_bound, partial = sensing_filters.range_proof(section)
+        assert partial < SMALL_INT  # every product and partial sum of the section
+    bounds = {s.name: sensing_filters.range_proof(s)[0] for s in sensing_filters.SECTIONS}
+    # The heart band's |y|, 4 summed and quartered, is within the envelope's input bound;
+    # the envelope (halved) and the breathing band fit their int16 windows.
+    assert bounds["BCG_HEART_BAND"] <= sensing_filters.SECTIONS[1].input_bound
+    assert bounds["BCG_HEART_ENVELOPE"] >> 1 < 1 << 15
+    assert bounds["BCG_BREATHING_BAND"] < 1 << 15
+    # A 10-sample sum of |x| < 2^14, divided by 8, is within the breathing band's input bound.
+    assert 10 * (1 << 14) >> 3 <= sensing_filters.SECTIONS[2].input_bound
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    codes=st.lists(st.sampled_from([0, 1, 32768, 65534, 65535]) | st.integers(0, 65535), min_size=1, max_size=200),
+    zero=st.integers(-32768, 32767),
+    gain_q16=st.integers(0, 4 * 65536),
+)
+def test_no_input_or_calibration_takes_the_pipeline_out_of_small_ints(codes, zero, gain_q16):
+    sensing_module = paths.import_firmware_module("sensing")
+    sensing = sensing_module.Sensing()
+    sensing.calibrate([0] * 12 + [zero, gain_q16])
+    for n in range(3100):  # an epoch: both windows' rates included
+        sensing.sample(codes[n % len(codes)])  # int16 windows raise OverflowError if a value leaves them
+        sensing.step()
+    assert sensing.epoch[0] == 1
+    state = list(sensing._v)  # every int of its state, the autocorrelation included
+    assert all(abs(value) < SMALL_INT for value in state)
+    assert all(abs(value) < 1 << 15 for value in state[28:40])  # the filters' x and y
+
+
+def test_a_sleeper_getting_into_bed_is_seen_within_an_epoch():
+    stretch = simulate("test/in", 300, 900)  # they get into bed 600 s into the night
+    presence = [(e["t_s"], e["presence"]) for e in stretch.epochs]
+    assert all(p == "empty" for t, p in presence if t <= 300)
+    assert all(p == "occupied" for t, p in presence if t >= 360)
+    assert score([stretch])["presence_accuracy"] >= 29 / 30
+    assert all(e["sleep_state"] == "unknown" and not e["valid"]["heart"] for e in stretch.epochs[:9])
+
+
+def test_rates_within_the_bars_movement_flagged_and_deep_sleep_found():
+    stretch = simulate("test/3", 1800, 1800)  # light and deep sleep, and a few movements
+    figures = score([stretch])
+    assert figures["presence_accuracy"] == 1.0
+    assert figures["hr_mae_bpm"] <= 2.0 and figures["rr_mae_per_min"] <= 1.0
+    assert figures["hr_valid_ratio"] >= 0.9 and figures["rr_valid_ratio"] >= 0.8
+    assert figures["movement_recall"] == 1.0 and figures["movement_false_ratio"] == 0.0
+    assert any(e["moving"] for e in stretch.epochs)
+    assert figures["valid_during_movement"] == 0  # never a valid rate from an epoch with movement
+    states = [e["sleep_state"] for e in stretch.epochs]
+    assert states.count("deep") >= 8 and figures["deep_precision"] >= 0.8
+    assert "light" in states
+    assert stretch.cost["sample_alloc_bytes"] == 0 and stretch.cost["step_alloc_bytes"] == 0
+
+
+def test_a_bed_left_empty_is_empty_with_no_rates():
+    stretch = simulate("test/in", 0, 310)  # an epoch closes a moment after its end
+    assert [e["presence"] for e in stretch.epochs] == ["empty"] * 10
+    assert not any(e["valid"]["heart"] or e["valid"]["breathing"] or e["moving"] for e in stretch.epochs)
+
+
+def _write(path, rate_hz, seconds, sleeper_start_s=3600):
+    from soma.sim.sleeper import Sleeper
+
+    sleeper = Sleeper("test/3")
+    lines = ["time_s,bcg"]
+    for n in range(int(seconds * rate_hz)):
+        t = n / rate_hz
+        lines.append(f"{t:.5f},{sleeper.bcg_code(sleeper_start_s + t)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_other_rates_are_resampled_to_the_same_estimates(tmp_path):
+    _write(tmp_path / "r100.csv", 100, 95)
+    _write(tmp_path / "r250.csv", 250, 95)
+    at_100 = read_recording(tmp_path / "r100.csv")
+    at_250 = read_recording(tmp_path / "r250.csv")
+    assert at_250.source_rate_hz == 250 and len(at_250.codes) == len(at_100.codes) == 95 * RATE_HZ
+    epochs_100, _ = run_pipeline(at_100.codes)
+    epochs_250, _ = run_pipeline(at_250.codes)
+    assert [e["presence"] for e in epochs_250] == [e["presence"] for e in epochs_100] == ["occupied"] * 3
+    for a, b in zip(epochs_100, epochs_250, strict=True):
+        assert a["valid"] == b["valid"]
+        if a["valid"]["heart"]:
+            assert abs(a["heart_bpm"] - b["heart_bpm"]) <= 1.0
+
+
+def soma(*args):
+    return subprocess.run([sys.executable, "-m", "soma.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_replay_prints_epochs_and_draws_them(tmp_path):
+    _write(tmp_path / "night.csv", 100, 65)
+    result = soma("replay", tmp_path / "night.csv", "--plot", tmp_path / "night.png")
+    assert result.returncode == 0, result.stderr
+    epochs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["t_s"] for e in epochs] == [30, 60]
+    assert set(epochs[0]) == {
+        "t_s",
+        "presence",
+        "movement_s",
+        "moving",
+        "breaths_per_min",
+        "heart_bpm",
+        "valid",
+        "sleep_state",
+    }
+    assert (tmp_path / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_recordings_get_one_line_and_exit_2(tmp_path):
+    cases = {
+        "noheader.csv": ("1,32768\n2,32770\n", "no header row"),
+        "text.csv": ("time_s,bcg\n0,32768\n0.01,loud\n", "'loud' is not a number"),
+        "range.csv": ("bcg\n32768\n70000\n", "not a 16-bit ADC code"),
+        "slow.csv": ("time_s,bcg\n0,1\n0.1,2\n0.2,3\n", "too slow"),
+        "nocolumn.csv": ("time_s,pressure\n0,1\n", "no column 'bcg'"),
+        "backwards.csv": ("time_s,bcg\n0,1\n0.01,2\n0.005,3\n", "does not increase"),
+        "empty.csv": ("", "empty"),
+        "binary.csv": (b"\xff\xfe\x00garbage", "cannot read it"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        result = soma("replay", path)
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
+        assert message in result.stderr, (name, result.stderr)
+    result = soma("replay", tmp_path / "missing.csv")
+    assert result.returncode == 2 and "cannot read it" in result.stderr
+    _write(tmp_path / "ok.csv", 100, 5)
+    result = soma("replay", tmp_path / "ok.csv", "--rate", "50")
+    assert result.returncode == 2 and "time_s says 100.0 Hz" in result.stderr
