@@ -71,11 +71,15 @@ CURRENT_FULL_SCALE_MA = const(12_000)
 
 WATCHDOG_TIMEOUT_MS = const(2_000)
 
-# Bed sensor (BCG) filters, Q13 biquads (b0, b1, b2, a1, a2): designed and range-checked by
-# host/soma/sensing_filters.py, which a test holds these to.
-BCG_HEART_BAND = (1910, 0, -1910, -11368, 4371)  # bandpass 7 Hz, Q 0.7, at 100 Hz
-BCG_HEART_ENVELOPE = (553, 1105, 553, -9363, 3381)  # lowpass 2.5 Hz at 25 Hz
-BCG_BREATHING_BAND = (300, 599, 300, -11394, 4400)  # lowpass 0.7 Hz at 10 Hz
+# Bed sensor (BCG) filters: three Q13 biquads, each (b0, b1, b2, a1, a2), designed and
+# range-checked by host/soma/sensing_filters.py, which a test holds these to.
+# fmt: off
+BCG_FILTERS = (
+    1910, 0, -1910, -11368, 4371,  # heartbeat band: bandpass 7 Hz, Q 0.7, at 100 Hz
+    553, 1105, 553, -9363, 3381,  # its envelope: lowpass 2.5 Hz at 25 Hz
+    300, 599, 300, -11394, 4400,  # breathing: lowpass 0.7 Hz at 10 Hz
+)
+# fmt: on
 
 
 def build():

@@ -68,6 +68,11 @@ _HEAT_CHECK_PERMILLE = const(500)  # heating this hard must show a rise
 _FROZEN_CHECK_PERMILLE = const(300)  # driving this hard must move the reading
 _TRIP_HYSTERESIS_MC = const(2_000)  # overtemp clears only this far below the trip
 _DRIVES = (OUT_DRIVE_LEFT, OUT_DRIVE_RIGHT)
+_RISE = const(0)
+_BAND = const(1)
+_FROZEN = const(2)
+_DEADMAN = const(3)
+_AUTO_OFF = const(4)
 
 
 class Supervisor:
@@ -75,11 +80,14 @@ class Supervisor:
         self.limits = config
         self._outputs = outputs
         self._report = report
-        self._rise_steps = config[_CONFIG_DATA_IX_RUNAWAY_RISE_WINDOW_S] * _STEPS_PER_S
-        self._band_steps = config[_CONFIG_DATA_IX_RUNAWAY_BAND_WINDOW_S] * _STEPS_PER_S
-        self._frozen_steps = config[_CONFIG_DATA_IX_FROZEN_WINDOW_S] * _STEPS_PER_S
-        self._deadman_steps = (config[_CONFIG_DATA_IX_DEADMAN_MS] + 99) // 100
-        self._auto_off_steps = config[_CONFIG_DATA_IX_AUTO_OFF_MIN] * 60 * _STEPS_PER_S
+        # The rules' windows in steps (_RISE.._AUTO_OFF): one attribute, as names cost heap.
+        self._steps = (
+            config[_CONFIG_DATA_IX_RUNAWAY_RISE_WINDOW_S] * _STEPS_PER_S,
+            config[_CONFIG_DATA_IX_RUNAWAY_BAND_WINDOW_S] * _STEPS_PER_S,
+            config[_CONFIG_DATA_IX_FROZEN_WINDOW_S] * _STEPS_PER_S,
+            (config[_CONFIG_DATA_IX_DEADMAN_MS] + 99) // 100,
+            config[_CONFIG_DATA_IX_AUTO_OFF_MIN] * 60 * _STEPS_PER_S,
+        )
         self.armed = False
         self.latched = 0
         self.active = 0  # causes present at the last step
@@ -144,10 +152,11 @@ class Supervisor:
             if window_faults & (1 << sensor):
                 active |= 1 << (_FAULT_CODE_SENSOR_LEFT + sensor)
                 self._latch(_FAULT_CODE_SENSOR_LEFT + sensor, codes[sensor])
-        if now - self._requested_at[0] > self._deadman_steps or now - self._requested_at[1] > self._deadman_steps:
+        deadman = self._steps[_DEADMAN]
+        if now - self._requested_at[0] > deadman or now - self._requested_at[1] > deadman:
             active |= 1 << _FAULT_CODE_DEADMAN
             self._latch(_FAULT_CODE_DEADMAN, now)
-        auto_off = now - self._refreshed_at > self._auto_off_steps
+        auto_off = now - self._refreshed_at > self._steps[_AUTO_OFF]
         if auto_off:
             active |= 1 << _FAULT_CODE_AUTO_OFF
             self._latch(_FAULT_CODE_AUTO_OFF, now)
@@ -185,7 +194,7 @@ class Supervisor:
             if self._rise_at[zone] < 0 or temp >= self._rise_from[zone] + limits[_CONFIG_DATA_IX_RUNAWAY_RISE_MC]:
                 self._rise_from[zone] = temp
                 self._rise_at[zone] = now
-            elif now - self._rise_at[zone] > self._rise_steps:
+            elif now - self._rise_at[zone] > self._steps[_RISE]:
                 self._latch(_FAULT_CODE_NO_RISE_LEFT + zone, temp)
         else:
             self._rise_at[zone] = -1
@@ -195,7 +204,7 @@ class Supervisor:
             self._off_band[zone] = 0
         elif self._settled[zone]:
             self._off_band[zone] += 1
-            if self._off_band[zone] > self._band_steps:
+            if self._off_band[zone] > self._steps[_BAND]:
                 self._latch(_FAULT_CODE_OFF_BAND_LEFT + zone, temp)
         # A live sensor's averaged code always moves a little while the pad is driven.
         if code != self._last_code[zone] or -_FROZEN_CHECK_PERMILLE < drive < _FROZEN_CHECK_PERMILLE:
@@ -203,7 +212,7 @@ class Supervisor:
             self._same_code[zone] = 0
         else:
             self._same_code[zone] += 1
-            if self._same_code[zone] > self._frozen_steps:
+            if self._same_code[zone] > self._steps[_FROZEN]:
                 self._latch(_FAULT_CODE_FROZEN_LEFT + zone, code)
 
     def clear(self, mask):

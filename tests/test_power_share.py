@@ -12,7 +12,7 @@ from bisect import bisect_right
 from types import SimpleNamespace
 
 import power_share
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from soma.mpexec import run_micropython
@@ -102,6 +102,11 @@ def test_a_tight_budget_is_shared_evenly_and_a_stale_peer_counts_at_its_worst():
 HOLD_US = 5_000
 
 
+def _in_force(advertised, local_us):
+    """The demand last advertised at or before local_us (0 before the first)."""
+    return ([0] + [max(d, 0) for t, d in advertised if t <= local_us])[-1]
+
+
 def reference_effective(advertised, local_us):
     """The least demand in force at any time in [local_us - HOLD_US, local_us]; 0 before
     the first advertisement."""
@@ -121,6 +126,7 @@ def reference_effective(advertised, local_us):
         max_size=30,
     )
 )
+@example([(0, 1, []), (0, 2, []), (0, 3, []), (1, 4, []), (4999, 3, [])])  # more raises than slots: lower, safe
 def test_the_own_demand_holds_raises_down_and_lets_drops_through(steps):
     own = power_share.OwnDemand(HOLD_US)
     advertised = []
@@ -134,8 +140,10 @@ def test_the_own_demand_holds_raises_down_and_lets_drops_through(steps):
             expected = reference_effective(advertised, query)
             effective = own.effective(query)
             assert effective <= expected  # never more than any peer may still count
-            if expected == max(demand, 0):  # the latest demand has held for HOLD_US: it counts
-                assert effective == expected
+            latest = max(demand, 0)
+            held = [latest] + [max(d, 0) for t, d in advertised if query - HOLD_US < t]
+            if _in_force(advertised, query - HOLD_US) == latest and set(held) == {latest}:
+                assert effective == expected  # the latest demand has held all the hold: it counts
             if sum(1 for t, _ in advertised if query - 2 * HOLD_US < t) < power_share._SLOTS:
                 assert effective == expected  # the ring had room for every raise: exact
         now = queries[-1]

@@ -20,18 +20,19 @@ SMALL_INT = 1 << 30
 
 def test_the_board_carries_the_designed_filters_and_their_ranges_hold():
     board = paths.import_firmware_module("board")
+    assert board.BCG_FILTERS == sensing_filters.board_filters()
+    heart_band, envelope, breathing = sensing_filters.SECTIONS
+    bounds = {}
     for section in sensing_filters.SECTIONS:
-        assert getattr(board, section.name) == section.coefficients()
-        output_bound, partial = sensing_filters.range_proof(section)
+        bounds[section.name], partial = sensing_filters.range_proof(section)
         assert partial < SMALL_INT  # every product and partial sum of the section
-    bounds = {s.name: sensing_filters.range_proof(s)[0] for s in sensing_filters.SECTIONS}
     # The heart band's |y|, 4 summed and quartered, is within the envelope's input bound;
     # the envelope (halved) and the breathing band fit their int16 windows.
-    assert bounds["BCG_HEART_BAND"] <= sensing_filters.SECTIONS[1].input_bound
-    assert bounds["BCG_HEART_ENVELOPE"] >> 1 < 1 << 15
-    assert bounds["BCG_BREATHING_BAND"] < 1 << 15
+    assert bounds[heart_band.name] <= envelope.input_bound
+    assert bounds[envelope.name] >> 1 < 1 << 15
+    assert bounds[breathing.name] < 1 << 15
     # A 10-sample sum of |x| < 2^14, divided by 8, is within the breathing band's input bound.
-    assert 10 * (1 << 14) >> 3 <= sensing_filters.SECTIONS[2].input_bound
+    assert 10 * (1 << 14) >> 3 <= breathing.input_bound
 
 
 @settings(max_examples=40, deadline=None)
@@ -50,7 +51,8 @@ def test_no_input_or_calibration_takes_the_pipeline_out_of_small_ints(codes, zer
     assert sensing.epoch[0] == 1
     state = list(sensing._v)  # every int of its state, the autocorrelation included
     assert all(abs(value) < SMALL_INT for value in state)
-    assert all(abs(value) < 1 << 15 for value in state[28:40])  # the filters' x and y
+    for section in range(3):  # the filters' x1, x2, y1, y2
+        assert all(abs(value) < 1 << 15 for value in state[29 + 9 * section : 33 + 9 * section])
 
 
 def test_a_sleeper_getting_into_bed_is_seen_within_an_epoch():

@@ -1,4 +1,5 @@
-"""The bed sensor's filters, designed here offline and checked into firmware/board.py.
+"""The bed sensor's filters, designed here offline and checked into firmware/board.py
+(BCG_FILTERS: the sections' coefficients one after another, in SECTIONS' order).
 
 Each is one biquad section (RBJ audio-EQ cookbook) in Q13 fixed point, as the firmware's
 sensing pipeline runs it: y = (b0 x + b1 x1 + b2 x2 - a1 y1 - a2 y2) >> 13. The firmware's
@@ -16,7 +17,7 @@ SMALL_INT = 1 << 30
 
 @dataclass(frozen=True)
 class Section:
-    name: str  # the board.py constant
+    name: str
     kind: str  # "bandpass" or "lowpass"
     rate_hz: float
     freq_hz: float
@@ -42,11 +43,11 @@ class Section:
 # Firmware units: the calibrated BCG sample in quarter codes, |x| < 2^14 (see firmware/sensing.py).
 SECTIONS = (
     # The heartbeat band at 100 Hz: the J-wave complex, without breathing or drift.
-    Section("BCG_HEART_BAND", "bandpass", 100.0, 7.0, 0.7, 1 << 14),
+    Section("heart band", "bandpass", 100.0, 7.0, 0.7, 1 << 14),
     # The envelope of that band (|y| summed over 4 samples, halved twice) at 25 Hz.
-    Section("BCG_HEART_ENVELOPE", "lowpass", 25.0, 2.5, 0.707, 1 << 15),
+    Section("heart envelope", "lowpass", 25.0, 2.5, 0.707, 1 << 15),
     # Breathing at 10 Hz (a 10-sample sum scaled by 1/8): below 0.7 Hz, heartbeats out.
-    Section("BCG_BREATHING_BAND", "lowpass", 10.0, 0.7, 0.707, 5 << 12),
+    Section("breathing band", "lowpass", 10.0, 0.7, 0.707, 5 << 12),
 )
 
 
@@ -72,12 +73,12 @@ def range_proof(section):
     return output_bound, partial
 
 
-def board_constants():
-    """The lines firmware/board.py carries, one per section."""
-    return {section.name: section.coefficients() for section in SECTIONS}
+def board_filters():
+    """firmware/board.py's BCG_FILTERS."""
+    return tuple(c for section in SECTIONS for c in section.coefficients())
 
 
 if __name__ == "__main__":
     for section in SECTIONS:
         output_bound, partial = range_proof(section)
-        print(f"{section.name} = {section.coefficients()}  # out <= {output_bound}, sums <= {partial}")
+        print(f"{str(section.coefficients())[1:-1]},  # {section.name}: out <= {output_bound}, sums <= {partial}")

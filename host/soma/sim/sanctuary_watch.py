@@ -23,6 +23,8 @@ import bisect
 import threading
 import time
 
+from soma_protocol import codec
+
 from ..management import ManagementTimeout
 from ..serial_link import SerialLink
 from .world import HAPTIC
@@ -30,8 +32,12 @@ from .world import HAPTIC
 SAMPLE_PERIOD_MS = 100
 SYNCED = 1  # BeaconFlags bits
 IS_ROOT = 2
-_TELEMETRY_TICKS, _TELEMETRY_GLOBAL, _TELEMETRY_FLAGS, _TELEMETRY_ROOT = -2, -3, -4, -1
-_TELEMETRY_HEAP = -5
+_TELEMETRY = [leaf.path for leaf in codec.MESSAGES["telemetry"].fields]  # its flat values, in order
+_TELEMETRY_TICKS = _TELEMETRY.index("local_ticks_us")
+_TELEMETRY_GLOBAL = _TELEMETRY.index("global_time_us")
+_TELEMETRY_FLAGS = _TELEMETRY.index("sync_flags")
+_TELEMETRY_ROOT = _TELEMETRY.index("sync_root_id")
+_TELEMETRY_HEAP = _TELEMETRY.index("heap_used_bytes")
 
 
 class BedTrack:
