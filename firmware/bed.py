@@ -17,7 +17,6 @@ import gc
 import sys
 
 from micropython import const
-from sensing import Sensing
 
 import safety
 from board import (
@@ -71,6 +70,7 @@ _HEALTHY_TICKS = const(50)  # the watchdog is fed only while the supervisor ran 
 _SELF_TEST_READINGS = const(3)
 _ALARM_AHEAD_US = const(150_000)  # arm the ushering's alarm this close to its instant
 _SERVICE_IDLE_TICKS = const(1_000)  # service.py goes after 10 s without requests
+_RESERVE_BYTES = const(2_048)
 _SERVICES = ("service", "setup_service", "sanctuary_service")  # management handler modules
 _SET_UP = (  # the requests setup_service.py answers
     _MESSAGE_ID_CALIBRATION_READ,
@@ -99,7 +99,6 @@ class Bed:
         self.sensors = Sensors(
             board.adc, self.config[_CONFIG_DATA_IX_ADC_OPEN_ABOVE], self.config[_CONFIG_DATA_IX_ADC_SHORT_BELOW]
         )
-        self.sensing = Sensing()
         self.scheduler = Scheduler(board.clock)
         self._service_loaded = False  # service.py (and setup_service.py) may be in the heap
         self._service_used = 0
@@ -111,7 +110,6 @@ class Bed:
         self.thermistors = self.laws = []
         self.comfort_levels = (0, 0, 0, 0)  # set points (mc), light and haptic maxima (permille)
         startup.load(self)
-        self.sensing.calibrate(self.calibration)
         self.supervisor = safety.Supervisor(self.config, board.outputs, self._fault_event)
         self.targets_mc = [0, 0]  # 0: zone off
         self.outputs = [0] * OUT_CHANNELS  # last level per output channel, for telemetry
@@ -134,10 +132,26 @@ class Bed:
         for module in ("startup", "config", "records"):
             sys.modules.pop(module, None)
         gc.collect()
+        # The sleeper's pipeline comes in once boot's code has gone: boot's peak stays lower.
+        from sensing import Sensing
+
+        self.sensing = Sensing()
+        self.sensing.calibrate(self.calibration)
+        self._unsaved_program = None  # a program the heap had no room to store yet
+        self.dropped = 0  # radio frames dropped for want of heap at that instant
+        # Room held in one piece for the code loaded on demand (handlers, records), which a
+        # fragmented heap might not find otherwise; taken back when the heap allows.
+        self.reserve = None
+        try:
+            self.reserve = bytearray(_RESERVE_BYTES)
+        except MemoryError:
+            pass  # fragmented already: the loop takes it when the heap allows
 
     def save_record(self, kind, values):
         """Store a record; return its generation. The record code is loaded for the rare
         save and dropped again."""
+        self.reserve = None  # its room, in one piece, for the code coming in
+        gc.collect()
         import records
 
         generation = records.RecordStore(self.board.storage).save(kind, values)
@@ -145,7 +159,14 @@ class Bed:
         return generation
 
     def store_program(self, values):
-        self.save_record(_RECORD_KIND_PROGRAM, values)
+        """Keep a program taken from the air (or the line) across restarts; if the heap has
+        no room for that at this instant, again a little later (it runs meanwhile)."""
+        try:
+            self.save_record(_RECORD_KIND_PROGRAM, values)
+            self._unsaved_program = None
+        except MemoryError:
+            sys.modules.pop("records", None)
+            self._unsaved_program = values
 
     # ---- the loop ---------------------------------------------------------------
 
@@ -173,12 +194,23 @@ class Bed:
             self.sanctuary.chunk(self._radio_buf, self.local_time.now_us())
         elif phase == _TELEMETRY_PHASE and self.telemetry_every:
             if (count // 10) % self.telemetry_every == 0:
-                self.link.notify(_FRAME_KIND_TELEMETRY, _MESSAGE_ID_TELEMETRY, self.telemetry_values())
-        elif phase == _CHUNK_PHASE + 1 and self._service_loaded:
-            if count - self._service_used > _SERVICE_IDLE_TICKS:
+                try:
+                    self.link.notify(_FRAME_KIND_TELEMETRY, _MESSAGE_ID_TELEMETRY, self.telemetry_values())
+                except MemoryError:
+                    self.link.dropped += 1  # the heap had no room at this instant: the next frame will
+        elif phase == _CHUNK_PHASE + 1:
+            if self._service_loaded and count - self._service_used > _SERVICE_IDLE_TICKS:
                 self._service_loaded = False
                 for name in _SERVICES:
                     sys.modules.pop(name, None)  # its code goes at the next collection
+            elif count % 100 == _CHUNK_PHASE + 1:  # once a second: what the heap could not take
+                if self._unsaved_program is not None:
+                    self.store_program(self._unsaved_program)
+                elif self.reserve is None and not self._service_loaded:
+                    try:
+                        self.reserve = bytearray(_RESERVE_BYTES)
+                    except MemoryError:
+                        pass  # fragmented just now: a later second
         self.link.poll()
         buf = self._radio_buf
         radio = self.board.radio
@@ -187,7 +219,10 @@ class Bed:
             if not length:
                 break
             if self.sanctuary is not None:
-                self.sanctuary.receive(buf, length, self.local_time.at_ticks(radio.rx_ticks))
+                try:
+                    self.sanctuary.receive(buf, length, self.local_time.at_ticks(radio.rx_ticks))
+                except MemoryError:
+                    self.dropped += 1  # no room for what this frame needed: as if lost on air
         if count >= self._next_beacon:
             self._beacon_slot(count)
         if count - self._supervised_at < _HEALTHY_TICKS:
@@ -350,6 +385,7 @@ class Bed:
         if name not in sys.modules:  # one handler module in the heap at a time
             for loaded in _SERVICES:
                 sys.modules.pop(loaded, None)
+            self.reserve = None  # its room, in one piece, for the code coming in
             gc.collect()
         try:
             return __import__(name)

@@ -45,6 +45,7 @@ class ManagementLink:
         self._seq = 0
         self.requests = 0
         self.errors = 0
+        self.dropped = 0  # frames lost for want of heap at that instant
 
     def poll(self):
         """Take what is waiting on the line and answer every complete request."""
@@ -88,16 +89,24 @@ class ManagementLink:
         except MemoryError:  # the handler's code or its answer did not fit now: not fatal
             self._error(seq, msg, _ERROR_CODE_BUSY, 0)
             return
-        self._send(_FRAME_KIND_RESPONSE, seq, msg, management_layout(_FRAME_KIND_RESPONSE, msg), response)
+        if not self._send(_FRAME_KIND_RESPONSE, seq, msg, management_layout(_FRAME_KIND_RESPONSE, msg), response):
+            self._error(seq, msg, _ERROR_CODE_BUSY, 0)  # its packing found no room: ask again
 
     def _error(self, seq, msg, code, detail):
         self.errors += 1
         self._send(_FRAME_KIND_ERROR, seq, msg, _ERROR_LAYOUT, [code, detail & 0xFFFF])
 
     def _send(self, kind, seq, msg, layout, values):
-        size = pack(layout, self._payload, 0, values)
-        body = pack(_FRAME, self._body, 0, [kind, seq, msg, memoryview(self._payload)[:size]])
+        """Frame and write; False if the heap had no room to pack it at this instant (the
+        frame is lost, the unit goes on)."""
+        try:
+            size = pack(layout, self._payload, 0, values)
+            body = pack(_FRAME, self._body, 0, [kind, seq, msg, memoryview(self._payload)[:size]])
+        except MemoryError:
+            self.dropped += 1
+            return False
         write_frame(self._body, body, self._out, self._console.write)
+        return True
 
     def notify(self, kind, msg, values):
         """An unsolicited frame (telemetry or event) with the link's own sequence number."""
