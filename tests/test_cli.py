@@ -1,4 +1,4 @@
-"""`soma decode` and `soma demo` as a user runs them: JSON for good frames, one line and exit 2 for bad input."""
+"""`soma decode` and `soma tour` as a user runs them: JSON for good frames, one line and exit 2 for bad input."""
 
 import json
 import re
@@ -92,8 +92,8 @@ def test_missing_key_file_is_a_clear_error(tmp_path):
     assert "cannot read key file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_shows_both_sides_agreeing():
-    result = soma("demo", "--fuzz", "300")
+def test_tour_shows_both_sides_agreeing():
+    result = soma("tour", "--fuzz", "300")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 disagreements" in result.stdout
     assert "host and firmware agree on every byte" in result.stdout

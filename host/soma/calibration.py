@@ -16,7 +16,9 @@ commit the amplitude is measured again and corrected with the stored gain.
 """
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -82,6 +84,86 @@ class Bath:
 
     def shaker_hz(self):
         return float(self.ask("VIBR:FREQ?"))
+
+
+class SharedBath:
+    """One bath calibrating several units at once, each in its own thread running
+    `calibrate`: every thread makes the same bath calls in the same order, so a call that
+    changes the bath (a set point, the shaker) waits until every unit still calibrating has
+    made it (all have finished measuring at the previous setting), then runs once. Queries
+    go straight through, one at a time. A unit that fails leaves, and the others go on."""
+
+    def __init__(self, bath, units):
+        self._bath = bath
+        self._line = threading.Lock()  # one command and answer at a time on the bath's line
+        self._turn = threading.Condition()
+        self._units = units  # still calibrating
+        self._arrived = 0
+        self._round = 0
+        self._pending = None  # the change the units are gathering for
+        self._failure = None  # the SomaError it raised, for every unit
+
+    def leave(self):
+        """A unit is done (or failed): the others no longer wait for it."""
+        with self._turn:
+            self._units -= 1
+            self._release_if_complete()
+
+    def settle_at(self, temp_c, timeout):
+        self._together(lambda: self._bath.settle_at(temp_c, timeout))
+
+    def set_shaker(self, codes):
+        self._together(lambda: self._bath.set_shaker(codes))
+
+    def reference_c(self):
+        with self._line:
+            return self._bath.reference_c()
+
+    def shaker_hz(self):
+        with self._line:
+            return self._bath.shaker_hz()
+
+    def _together(self, change):
+        with self._turn:
+            self._arrived += 1
+            this_round = self._round
+            self._pending = change
+            self._release_if_complete()
+            while self._round == this_round:
+                self._turn.wait()
+            if self._failure is not None:
+                raise self._failure
+
+    def _release_if_complete(self):
+        if self._arrived and self._arrived >= self._units:
+            self._failure = None
+            try:
+                with self._line:
+                    self._pending()
+            except SomaError as exc:
+                self._failure = exc
+            self._arrived = 0
+            self._round += 1
+            self._turn.notify_all()
+
+
+def calibrate_units(
+    clients, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""
+):
+    """Calibrate every unit behind `clients` in one bath at once; a CalibrationReport or
+    the SomaError that stopped it, per unit, in order."""
+    shared = SharedBath(bath, len(clients))
+
+    def one(client):
+        try:
+            return calibrate(client, shared, set_points, residual_limit_c, settle_timeout, station)
+        except SomaError as exc:
+            return exc
+        finally:
+            shared.leave()
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        return list(pool.map(one, clients))
 
 
 def resistance_ohm(code):

@@ -24,8 +24,9 @@ COMMANDS = {
     "provision": ("soma.commands.provision", "Give a unit its sanctuary key and bed id (key never printed)."),
     "program": ("soma.commands.program", "Check a sleep program file; upload it to a bed of a sanctuary."),
     "sanctuary": ("soma.commands.sanctuary", "Show what a bed knows of its sanctuary: sync, program, power, peers."),
-    "demo": ("soma.commands.demo", "Show the protocol end to end: host and firmware codecs side by side."),
+    "demo": ("soma.commands.demo", "A night in a sanctuary of virtual beds, end to end, with a report."),
     "replay": ("soma.commands.replay", "Run a raw bed-sensor recording through the firmware's sensing pipeline."),
+    "tour": ("soma.commands.tour", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }
 

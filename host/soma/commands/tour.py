@@ -1,4 +1,4 @@
-"""soma demo: the wire protocol end to end, host (construct) against firmware (MicroPython)."""
+"""soma tour: the wire protocol end to end, host (construct) against firmware (MicroPython)."""
 
 import random
 import sys
@@ -7,8 +7,8 @@ import click
 
 EPILOG = """\b
 Examples:
-  soma demo                 the protocol tour with a 2000-case fuzz burst
-  soma demo --fuzz 20000    a longer fuzz burst
+  soma tour                 the protocol tour with a 2000-case fuzz burst
+  soma tour --fuzz 20000    a longer fuzz burst
 """
 
 DEMO_KEY = bytes(range(0xA0, 0xC0))  # a demonstration key: real sanctuary keys are provisioned, never printed

@@ -106,6 +106,13 @@ class Sanctuary:
         if self._scratch is not None:
             self._scratch.cleanup()
 
+    def set_time_scale(self, scale):
+        """Run the pads' and the bath's physics `scale` times faster than the wall clock from
+        now on (the firmware stays in real time); the sleepers keep theirs."""
+        self.bath.time_scale = scale
+        for bed in self.beds:
+            bed.world.time_scale = scale
+
     def place_in_bath(self, *numbers, inside=True):
         """Put beds (numbered from 1) into the calibration bath, or take them out."""
         for number in numbers:

@@ -48,6 +48,8 @@ class BedTrack:
         self.link = link
         self.client = link.management()
         self.samples = []
+        self.frames = []  # (true host time s, telemetry values): everything it reported
+        self.grants = []  # (host time s, its Equal Rest grant W), while sample_grants runs
         self.heap_used_max = 0  # the most heap the bed reported in use (after its collections)
 
 
@@ -121,6 +123,7 @@ class SanctuaryWatch:
                     at = world.host_time(values[_TELEMETRY_TICKS], now)
                     sample = (at, values[_TELEMETRY_GLOBAL], values[_TELEMETRY_FLAGS], values[_TELEMETRY_ROOT])
                     track.samples.append(sample)
+                    track.frames.append((at, values))
                     track.heap_used_max = max(track.heap_used_max, values[_TELEMETRY_HEAP])
             if quiet:
                 time.sleep(0.01)

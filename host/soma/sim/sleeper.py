@@ -122,12 +122,13 @@ class Sleeper:
         return _clamp(MIDSCALE + self._drift + 1800.0 * breathing + beat + noise)
 
     def _maybe_move(self, real_s, stage):
-        # Moves come at the stage's rate per hour of bed time; each lasts 3-20 real seconds.
+        # Moves come at the stage's rate per hour of bed time; each lasts 3-20 real seconds,
+        # shorter on a night compressed more than 20 times (or the sleeper would never lie still).
         if real_s < self._next_move_check:
             return
         self._next_move_check = real_s + 1.0
         if self._rng.random() < STAGE_MOVES_PER_HOUR[stage] * self.time_scale / 3600.0:
-            self._move_until = real_s + self._rng.uniform(3.0, 20.0)
+            self._move_until = real_s + self._rng.uniform(3.0, 20.0) * min(1.0, 20.0 / self.time_scale)
 
 
 def _j_wave(phase, heart_bpm):

@@ -28,6 +28,7 @@ from .virtual_bed import HARD, POWER_ON, WATCHDOG
 PERIOD_S = 0.01
 TICKS_PERIOD = 1 << 30  # hal_sim's clock wraps as the ESP32's
 STATION = -1  # the bath fixture's reference radio, as a node of the radio medium
+INTRUDER = -2  # a radio that is not the sanctuary's (World.inject_radio)
 _CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
 WAKE_LIGHT, HAPTIC = _CHANNELS["wake_light"], _CHANNELS["haptic"]
 
@@ -89,7 +90,8 @@ class BedWorld:
         self.epoch_us = epoch_us  # see Unit.local_ticks; None: the unit's clock is not known
         self.time_scale = time_scale
         self.sleeper = sleeper  # a Sleeper, or None: an empty bed that is not quite silent
-        self._started = time.monotonic()
+        self.sleeper_since = time.monotonic()  # when the sleeper's night started
+        self.room_c = room_c  # the bedroom's air, whatever the bath did
         self.model = PadModel(room_c=room_c, r25=unit.r25, beta=unit.beta)
         self.model.adc_gain = unit.adc_gain
         self.model.adc_offset = unit.adc_offset
@@ -124,16 +126,19 @@ class BedWorld:
         if self.bath is not None:  # every thermistor sits at the bath's temperature
             self.model.pad_c[:] = self.model.sensor_c[:] = [self.bath.temperature_c] * 2
             self.model.room_c = self.bath.temperature_c
-        if self.sleeper is not None:  # no body warms the pads of a unit in the bath
-            self.model.sleeper = self.sleeper.vitals(now - self._started).present and self.bath is None
+        else:  # out of the bath: back in the room, the pads cooling or warming towards it
+            self.model.room_c = self.room_c
+        # A body warms the pads only when someone lies on them (never in the bath).
+        in_bed = self.sleeper is not None and self.sleeper.vitals(now - self.sleeper_since).present
+        self.model.sleeper = in_bed and self.bath is None
         self.model.step(seconds * self.time_scale, self.outputs)
         if self.sleeper is not None:  # the sleeper lives on while the unit is in the bath
-            self.model.codes[5] = self.sleeper.bcg_code(now - self._started)
+            self.model.codes[5] = self.sleeper.bcg_code(now - self.sleeper_since)
         if self.station is not None:
             self.model.codes[5] = self.station.bcg_signal(now)
         self.model.codes[5] = self.unit.bcg_code(self.model.codes[5])
         if self.recorder is not None:
-            vitals = None if self.sleeper is None else self.sleeper.vitals(now - self._started)
+            vitals = None if self.sleeper is None else self.sleeper.vitals(now - self.sleeper_since)
             if not self.recorder.add(now, self.model.codes[5], vitals):
                 self.recorder = None
         if self._bed_address is not None:
@@ -143,6 +148,11 @@ class BedWorld:
                 self.socket.sendto(payload, self._bed_address)
             except OSError:
                 pass  # the bed is restarting
+
+    def put_sleeper(self, sleeper):
+        """A sleeper (or None) in this bed from now on: their night starts now."""
+        self.sleeper_since = time.monotonic()
+        self.sleeper = sleeper
 
     def cut_power_after(self, byte_count):
         """Cut the unit's power once `byte_count` more bytes have gone to its flash."""
@@ -231,6 +241,7 @@ class World:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="world", daemon=True)
         self._lock = threading.Lock()
+        self._intruder_frames = collections.deque()  # frames an intruder puts on air (inject_radio)
 
     def add(self, bed_world, virtual_bed):
         with self._lock:
@@ -238,6 +249,10 @@ class World:
 
     def start(self):
         self._thread.start()
+
+    def inject_radio(self, payload):
+        """Put a frame on air from outside the sanctuary (an intruder): every bed may hear it."""
+        self._intruder_frames.append(payload)
 
     def stop(self):
         self._stop.set()
@@ -271,6 +286,8 @@ class World:
                 if cause is not None:
                     virtual_bed.reset(cause)
                     bed_world.rebooted(now)
+            while self._intruder_frames:
+                self.radio.transmit(INTRUDER, self._intruder_frames.popleft(), outside, now)
             if self.bath is not None:
                 for payload in self.bath.take_radio_out():
                     self.radio.transmit(STATION, payload, in_station, now)

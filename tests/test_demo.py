@@ -1,0 +1,42 @@
+"""`soma demo` shortened (2 beds, a night of 30 s): it runs every stage on virtual beds,
+prints the summary, writes the picture, the page, the bench reports and the traceability
+records, and its figures are within their bars."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from soma.traceability import Records
+
+SOMA = str(Path(sys.executable).with_name("soma"))
+
+
+def test_a_short_night_in_a_two_bed_sanctuary(tmp_path):
+    out = tmp_path / "night"
+    result = subprocess.run(
+        [SOMA, "demo", "--beds", "2", "--night-minutes", "0.5", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout
+    for stage in ("flashing", "calibrating", "bench-testing", "provisioning", "uploading", "the night"):
+        assert stage in text
+    for figure in ("sync error p99", "ushering onset spread", "pad tracking error", "most drawn / budget"):
+        assert figure in text
+    assert "FAIL" not in text and "PASSED" in text
+    assert (out / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "night.html").read_text()
+    assert "data:image/png;base64," in page and "PASSED" in page
+    for bed in (1, 2):
+        junit = (out / "bench" / f"bed{bed}.xml").read_text()
+        assert "<testsuite" in junit and 'failures="0"' in junit
+        assert json.loads((out / "bench" / f"bed{bed}.json").read_text())["passed"] is True
+    records = Records(str(out / "traceability.sqlite"))
+    units = records.units()
+    assert len(units) == 2
+    for unit in units:
+        runs = {(run["kind"], run["outcome"]) for run in records.history(unit["serial"])}
+        assert runs == {("flash", "installed"), ("calibrate", "pass"), ("bench", "pass")}
