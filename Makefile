@@ -29,7 +29,7 @@ lint: setup
 	$(BIN)/pyright -p pyrightconfig.json
 
 test: setup lint codegen-check
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest; \
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest --durations=15; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing failed"; status=0; fi; \
 	exit $$status
 

@@ -1,4 +1,4 @@
-"""`soma demo` shortened (2 beds, a night of 30 s): it runs every stage on virtual beds,
+"""`soma demo` shortened (2 beds, a night of a minute): it runs every stage on virtual beds,
 prints the summary, writes the picture, the page, the bench reports and the traceability
 records, and its figures are within their bars."""
 
@@ -15,7 +15,7 @@ SOMA = str(Path(sys.executable).with_name("soma"))
 def test_a_short_night_in_a_two_bed_sanctuary(tmp_path):
     out = tmp_path / "night"
     result = subprocess.run(
-        [SOMA, "demo", "--beds", "2", "--night-minutes", "0.5", "--out", str(out)],
+        [SOMA, "demo", "--beds", "2", "--night-minutes", "1", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=400,

@@ -40,6 +40,15 @@ _TELEMETRY_ROOT = _TELEMETRY.index("sync_root_id")
 _TELEMETRY_HEAP = _TELEMETRY.index("heap_used_bytes")
 
 
+def snapshot(items):
+    """A list copy of a deque another thread appends to (a copy can meet an append: again)."""
+    while True:
+        try:
+            return list(items)
+        except RuntimeError:
+            continue
+
+
 class BedTrack:
     """One bed's line and what it reported: (true host time s, global us, flags, root id)."""
 
@@ -207,7 +216,7 @@ class SanctuaryWatch:
         bed's own clock placed it (the world's actuator events)."""
         out = []
         for track in self.tracks:
-            events = list(track.bed.world.output_events)
+            events = snapshot(track.bed.world.output_events)
             on = [at for at, channel, level in events if channel == HAPTIC and level > 0 and at > after]
             out.append(min(on) if on else None)
         return out
