@@ -475,33 +475,34 @@ def _clock(t_s):
 def _summary_table(rows):
     if not rows:
         return "<p>No summary.</p>"
-    lines = ['<table class="summary">', "<tr><th>measure</th><th>value</th><th>bar</th><th>verdict</th></tr>"]
-    for row in rows:
-        verdict = '<span class="ok">ok</span>' if row.ok else '<span class="bad">FAIL</span>'
-        lines.append(
-            f'<tr class="{"ok" if row.ok else "fail"}"><td>{_e(row.label)}</td><td class="num">{_e(row.value)}</td>'
-            f"<td>{_e(row.bar) if row.bar else '—'}</td><td>{verdict}</td></tr>"
-        )
-    lines.append("</table>")
-    return "\n".join(lines)
+    cells = [
+        (row.ok, [_e(row.label), _e(row.value), _e(row.bar) if row.bar else "—"], [None, "num", None]) for row in rows
+    ]
+    return _verdict_table("summary", ("measure", "value", "bar"), cells)
 
 
 def _bed_table(rows):
     if not rows:
         return "<p>No beds.</p>"
-    lines = [
-        '<table class="beds">',
-        "<tr><th>bed</th><th>serial</th><th>calibration error, °C</th><th>bench</th><th>faults</th>"
-        "<th>verdict</th></tr>",
-    ]
+    cells = []
     for row in sorted(rows, key=lambda r: r.number):
         error = "—" if row.calibration_error_c is None else f"{row.calibration_error_c:.3f}"
         faults = ", ".join(_e(name) for name in row.faults) if row.faults else "none"
-        verdict = '<span class="ok">ok</span>' if row.ok else '<span class="bad">FAIL</span>'
-        lines.append(
-            f'<tr class="{"ok" if row.ok else "fail"}"><td class="num">{_e(row.number)}</td><td>{_e(row.serial)}</td>'
-            f'<td class="num">{_e(error)}</td><td>{_e(row.bench_verdict)}</td><td>{faults}</td><td>{verdict}</td></tr>'
+        values = [_e(row.number), _e(row.serial), _e(error), _e(row.bench_verdict), faults]
+        cells.append((row.ok, values, ["num", None, "num", None, None]))
+    return _verdict_table("beds", ("bed", "serial", "calibration error, °C", "bench", "faults"), cells)
+
+
+def _verdict_table(css, headers, rows):
+    """A table whose rows end in a verdict; failing rows get class "fail". `rows`: (ok,
+    escaped cell texts, cell classes)."""
+    lines = [f'<table class="{css}">', "<tr>" + "".join(f"<th>{h}</th>" for h in (*headers, "verdict")) + "</tr>"]
+    for ok, values, classes in rows:
+        verdict = '<span class="ok">ok</span>' if ok else '<span class="bad">FAIL</span>'
+        tds = "".join(
+            f'<td class="{c}">{v}</td>' if c else f"<td>{v}</td>" for v, c in zip(values, classes, strict=True)
         )
+        lines.append(f'<tr class="{"ok" if ok else "fail"}">{tds}<td>{verdict}</td></tr>')
     lines.append("</table>")
     return "\n".join(lines)
 

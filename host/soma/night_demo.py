@@ -431,7 +431,8 @@ class Night:
         start, length = self.start_host, self.settings.night_minutes * 60.0
         end = start + length
         numbers = list(self._numbers())
-        healthy = [n for n in numbers if not (self.settings.inject and n == FAULT_BED)]
+        faulty = FAULT_BED if self.settings.inject in ("thermistor-open", "heater-stuck") else None
+        healthy = [n for n in numbers if n != faulty]
         if self.settings.inject == "root-loss":
             healthy = [n for n in numbers if n != 1]
         sync_from = max(self.joined + 30, start)
