@@ -582,6 +582,22 @@ def run_plan(plan, station, progress=None):
     return report
 
 
+def write_reports(report, junit_file=None, report_file=None, station_name=""):
+    """The run as JUnit XML and/or its JSON report, each file written whole (a temporary
+    file, then renamed over it)."""
+    import json
+
+    for path, text in (
+        (junit_file, lambda: junit_xml(report, station_name)),
+        (report_file, lambda: json.dumps(report.as_dict(), indent=2) + "\n"),
+    ):
+        if path:
+            target = Path(path)
+            partial = target.with_name(target.name + ".tmp")
+            partial.write_text(text())
+            partial.replace(target)
+
+
 def junit_xml(report, station_name=""):
     """The report as JUnit XML: one testsuite, one testcase per step."""
     from xml.etree import ElementTree as ET

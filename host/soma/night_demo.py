@@ -224,9 +224,8 @@ def _clear_faults(sanctuary):
 
 
 def _bench_all(sanctuary, beds, records, bench_dir):
-    import json
 
-    from .bench import DEFAULT_PLAN, KINDS, Plan, Station, junit_xml, run_plan
+    from .bench import DEFAULT_PLAN, KINDS, Plan, Station, run_plan, write_reports
     from .serial_link import SerialLink
 
     plan = Plan.load(DEFAULT_PLAN)
@@ -246,17 +245,10 @@ def _bench_all(sanctuary, beds, records, bench_dir):
     for outcome, report in zip(beds, reports, strict=True):
         outcome.bench_verdict = "pass" if report.passed else "fail"
         outcome.bench_failures = [step.id for step in report.steps if not step.passed]
-        _write_atomically(bench_dir / f"bed{outcome.number}.xml", junit_xml(report, "demo"))
-        _write_atomically(bench_dir / f"bed{outcome.number}.json", json.dumps(report.as_dict(), indent=2) + "\n")
+        write_reports(report, bench_dir / f"bed{outcome.number}.xml", bench_dir / f"bed{outcome.number}.json", "demo")
         records.record(
             report.serial, "bench", outcome.bench_verdict, report.firmware_hash, "demo", "", report.as_dict()
         )
-
-
-def _write_atomically(path, text):
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def night_program(beds, night_minutes, budget_w):
@@ -339,7 +331,8 @@ class Night:
             time.sleep(0.5)
         else:
             raise SomaError(f"the program did not reach every bed within 30 s (versions {versions})")
-        self.start_host = time.monotonic() + (self.start_us - self._global_now()) / 1e6
+        now_us = self.watch.request_fields(1, "sanctuary_status", [0])["global_time_us"]
+        self.start_host = time.monotonic() + (self.start_us - now_us) / 1e6
 
     def run(self):
         from .sim.sanctuary_watch import snapshot
@@ -415,11 +408,6 @@ class Night:
 
     def _numbers(self):
         return range(1, self.settings.beds + 1)
-
-    def _global_now(self):
-        return self.watch.request_fields(1 if self.settings.inject != "root-loss" else 2, "sanctuary_status", [0])[
-            "global_time_us"
-        ]
 
     # ---- the figures
 

@@ -37,7 +37,7 @@ def command(
     watchdog...): each reports its measurements, limits and verdict. Exit 1 if any fails."""
     import socket
 
-    from ..bench import DEFAULT_PLAN, Plan, Station, junit_xml, run_plan
+    from ..bench import DEFAULT_PLAN, Plan, Station, run_plan, write_reports
     from ..calibration import Bath
     from ..errors import SomaError
     from ..serial_link import SerialLink
@@ -64,10 +64,7 @@ def command(
                 fixture_link.close()
     outcome = "pass" if report.passed else "fail"
     records.record(report.serial, "bench", outcome, report.firmware_hash, station, operator, report.as_dict())
-    if junit_file:
-        _write_atomically(junit_file, junit_xml(report, station))
-    if report_file:
-        _write_atomically(report_file, json.dumps(report.as_dict(), indent=2) + "\n")
+    write_reports(report, junit_file, report_file, station)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -118,12 +115,3 @@ def _print_table(report):
         console.print(f"note: {note}")
     overall = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
     console.print(f"{overall} in {report.seconds:.1f} s")
-
-
-def _write_atomically(path, text):
-    from pathlib import Path
-
-    target = Path(path)
-    partial = target.with_name(target.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(target)
