@@ -1,6 +1,8 @@
 """Shared fixtures: hypothesis profiles and one long-lived MicroPython codec service."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -16,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))  # firmware modules also import under CPython...
 sys.modules.setdefault("micropython", types.SimpleNamespace(const=int))  # ...with const() as the identity
 # Traceability records of this run (soma subprocesses inherit it): never the user's database.
-os.environ["SOMA_DB"] = os.path.join(tempfile.mkdtemp(prefix="soma-test-db-"), "soma.db")
+_DB_DIR = tempfile.mkdtemp(prefix="soma-test-db-")
+atexit.register(shutil.rmtree, _DB_DIR, ignore_errors=True)
+os.environ["SOMA_DB"] = os.path.join(_DB_DIR, "soma.db")
 
 _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 # ci: reproducible, and at least 10 000 cases for each decoder's fuzz test.

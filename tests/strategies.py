@@ -1,5 +1,6 @@
 """Hypothesis strategies derived from the schema description: valid values for any message."""
 
+import functools
 import math
 import struct
 
@@ -37,6 +38,7 @@ def leaf_values(leaf):
     return st.one_of(st.sampled_from([low, high, 0]).filter(lambda v: low <= v <= high), whole)
 
 
+@functools.cache  # one strategy per message: building and validating one costs more than a draw
 def values_for(name):
     return st.tuples(*(leaf_values(leaf) for leaf in MESSAGES[name].fields)).map(list)
 

@@ -43,6 +43,19 @@ def test_a_bad_plan_is_refused_with_the_reason(data, message):
         Plan.from_data(data)
 
 
+def test_a_plan_s_parameters_can_be_changed_only_to_what_a_plan_file_could_say():
+    plan = Plan.load(DEFAULT_PLAN).with_params("heater_step", seconds=3.0)
+    assert {step.id: step.params["seconds"] for step in plan.steps if step.kind == "heater_step"} == {
+        "heater_left": 3.0,
+        "heater_right": 3.0,
+    }
+    assert Plan.load(DEFAULT_PLAN).steps[4].params["seconds"] == 15.0  # the file's plan is unchanged
+    with pytest.raises(PlanError, match="heater_left: seconds must be a number in 1..600"):
+        plan.with_params("heater_step", seconds=0.1)
+    with pytest.raises(PlanError, match="heater_left: unknown parameter 'volts' for heater_step"):
+        plan.with_params("heater_step", volts=12)
+
+
 def test_the_default_plan_loads_and_a_broken_file_is_one_line(tmp_path):
     plan = Plan.load(DEFAULT_PLAN)
     assert plan.needs_fixture and len(plan.steps) >= 10
@@ -101,7 +114,8 @@ def test_the_default_plan_passes_on_a_healthy_unit_with_junit_json_and_a_record(
 def run_steps(sanctuary, step_ids, inject=None, at_step=None):
     """Run some steps of the default plan on bed 1 through the Python API; `inject()` is
     called when step `at_step` starts. Return {step id: StepResult}."""
-    plan = Plan.load(DEFAULT_PLAN).only(step_ids)
+    # Heating 3 s (a minute of pad time) shows a heater's current as well as the plan's 15 s.
+    plan = Plan.load(DEFAULT_PLAN).only(step_ids).with_params("heater_step", seconds=3.0)
     with SerialLink(sanctuary.beds[0].port) as link, SerialLink(sanctuary.bath.port, 9600) as fixture:
         client = link.management()
         client.request("info", timeout=10)

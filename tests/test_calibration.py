@@ -57,14 +57,16 @@ def stored_calibration(port):
         return codec.nest("calibration_read_response", link.management().request("calibration_read", timeout=5))
 
 
-@pytest.mark.parametrize(("seed", "bar", "status"), [(4, 0.1, 0), (11, 1e-6, 1)])
-def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed, bar, status):
+@pytest.mark.parametrize(
+    ("seed", "bar", "points", "status"), [(4, 0.1, "15,22,29,36,42", 0), (11, 1e-6, "15,29,42", 1)]
+)
+def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed, bar, points, status):
     # Seed 11 is judged against an impossible bar: the command must say it failed (exit 1).
     with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000, seed=seed) as sanctuary:
         sanctuary.place_in_bath(1)
         result = subprocess.run(
             [SOMA, "calibrate", "--port", sanctuary.beds[0].port, "--bath", sanctuary.bath.port, "--json"]
-            + ["--max-error", str(bar)],
+            + ["--max-error", str(bar), "--points", points],
             capture_output=True,
             text=True,
             timeout=120,
@@ -72,9 +74,11 @@ def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed, b
         assert result.returncode == status, result.stderr
         stored = stored_calibration(sanctuary.beds[0].port)
         unit = sanctuary.beds[0].unit
+        with SerialLink(sanctuary.beds[0].port) as link:
+            latched = link.management().request_fields("info", timeout=3)["fault_mask"]
     report = json.loads(result.stdout)
     assert report["passed"] == (status == 0)
-    assert len(report["after_c"]) == 5
+    assert len(report["after_c"]) == len(points.split(","))
     assert report["max_error_after_c"] <= 0.1
     assert max(abs(error) for point in report["before_c"] for error in point.values()) > 0.1  # it was needed
     assert stored["state"] == 1 and stored["generation"] == report["generation"]
@@ -84,6 +88,9 @@ def test_soma_calibrate_meets_the_bar_on_units_with_tolerances(tmp_path, seed, b
     assert abs(unit.bcg_offset) > 30 or abs(unit.bcg_gain - 1) > 0.01  # it was needed
     assert (report["bcg_zero"], report["bcg_gain"]) == (zero, gain)
     assert abs(report["bcg_error_after_pct"]) <= 2.0
+    # The 42 degC point trips the supervisor, as it should; calibration ends cool and clears it.
+    assert report["faults_cleared"] == ["overtemp"]
+    assert report["faults_latched"] == [] and latched == 0
 
 
 def test_a_fit_over_the_residual_limit_is_refused(tmp_path):
@@ -130,4 +137,9 @@ def test_the_text_report_shows_each_point_and_the_bcg_channel():
         "5c0a00000001: calibrated, generation 3",
         "   15.0 degC  pad_left +0.800 -> +0.012  ambient -0.410 -> -0.004",
         "  BCG         zero -231 codes  gain 1.1110  amplitude error after -0.22 %",
+    ]
+    report.faults_cleared, report.faults_latched = ["overtemp"], ["sensor_ambient"]
+    assert list(report_lines(report, (15.0,)))[-2:] == [
+        "  faults latched by the hot points, cleared once cool: overtemp",
+        "  faults still latched (see `soma faults`): sensor_ambient",
     ]

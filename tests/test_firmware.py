@@ -11,15 +11,11 @@ import hashlib
 
 import pytest
 
+from soma.management import fault_names
 from soma.mpexec import run_micropython
 from soma_protocol import schema
 
 HEAP = "256K"
-FAULTS = {int(code): str(name) for code, name in schema.FaultCode.decmapping.items()}
-
-
-def fault_names(mask):
-    return [FAULTS[code] for code in sorted(FAULTS) if mask & (1 << code)]
 
 
 def scenario(call, tmp_path):

@@ -22,13 +22,13 @@ from pathlib import Path
 from soma_protocol import auth, codec, ir, schema
 
 from .errors import SomaError
+from .files import write_atomically
 from .management import DeviceError, ManagementTimeout
 
 DEFAULT_PLAN = Path(__file__).with_name("plans") / "sb1.toml"
 SENSORS = ("pad_left", "pad_right", "ambient")
 ZONES = ("left", "right")
 CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
-FAULTS = {int(value): str(name) for name, value in schema.FaultCode.encmapping.items()}
 RESET_CAUSES = {int(value): str(name) for name, value in schema.ResetCause.encmapping.items()}
 BOOT_CONFIRMED = int(schema.BootState.encmapping["confirmed"])
 BOOT_DEVELOPMENT = int(schema.BootState.encmapping["development"])
@@ -176,6 +176,22 @@ class Plan:
             known = ", ".join(step.id for step in self.steps)
             raise PlanError(f"{self.path}: no step {', '.join(sorted(unknown))} (steps: {known})")
         return Plan(self.name, self.version, [step for step in self.steps if step.id in step_ids], self.path)
+
+    def with_params(self, kind, **params):
+        """This plan with `params` set on every step of `kind`, checked as a plan file's are."""
+        steps = []
+        for step in self.steps:
+            if step.kind == kind:
+                for name, value in params.items():
+                    check = KINDS[kind].params.get(name)
+                    if check is None:
+                        raise PlanError(f"{self.path}: {step.id}: unknown parameter {name!r} for {kind}")
+                    message = check(value)
+                    if message:
+                        raise PlanError(f"{self.path}: {step.id}: {name} {message}")
+                step = Step(step.id, step.kind, {**step.params, **params}, step.limits)
+            steps.append(step)
+        return Plan(self.name, self.version, steps, self.path)
 
     @property
     def needs_fixture(self):
@@ -583,8 +599,7 @@ def run_plan(plan, station, progress=None):
 
 
 def write_reports(report, junit_file=None, report_file=None, station_name=""):
-    """The run as JUnit XML and/or its JSON report, each file written whole (a temporary
-    file, then renamed over it)."""
+    """The run as JUnit XML and/or its JSON report, each file written whole or not at all."""
     import json
 
     for path, text in (
@@ -592,10 +607,8 @@ def write_reports(report, junit_file=None, report_file=None, station_name=""):
         (report_file, lambda: json.dumps(report.as_dict(), indent=2) + "\n"),
     ):
         if path:
-            target = Path(path)
-            partial = target.with_name(target.name + ".tmp")
-            partial.write_text(text())
-            partial.replace(target)
+            data = text().encode("utf-8")
+            write_atomically(path, lambda f, data=data: f.write(data), "report")
 
 
 def junit_xml(report, station_name=""):

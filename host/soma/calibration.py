@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from soma_protocol import codec
 
 from .errors import SomaError
+from .management import ALL_FAULTS, fault_names
 
 SET_POINTS_C = (15.0, 22.0, 29.0, 36.0, 42.0)
 SENSORS = ("pad_left", "pad_right", "ambient")
@@ -230,6 +231,8 @@ class CalibrationReport:
     bcg_zero: int = 0  # codes: the BCG channel's rest code minus mid scale
     bcg_gain: float = 1.0  # the committed gain (Q16 in the record)
     bcg_error_after_pct: float = 0.0  # the corrected shaker amplitude's error after the commit
+    faults_cleared: list = field(default_factory=list)  # latched during calibration (the hot point), cleared
+    faults_latched: list = field(default_factory=list)  # still latched at the end
 
     @property
     def max_error_after_c(self):
@@ -354,8 +357,18 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     report.bcg_gain = stored["bcg_gain_q16"] / Q16
     corrected = bcg_amplitude(client, bath) * report.bcg_gain
     report.bcg_error_after_pct = round(100 * (corrected / BCG_REFERENCE_CODES - 1), 3)
-    after = measure(client, bath, set_points, settle_timeout)
+    # Back down through the points: the bath ends at its coolest, so the overtemp trip that a
+    # point at the trip temperature latches, as it should, has no cause left and is cleared.
+    after = measure(client, bath, set_points[::-1], settle_timeout)[::-1]
     report.after_c = [
         {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in after
     ]
+    report.faults_cleared, report.faults_latched = clear_own_faults(client, info["fault_mask"])
     return report
+
+
+def clear_own_faults(client, latched_before):
+    """Clear the faults latched since calibration began (those latched before are the
+    operator's to look at); the names of those cleared and of all still latched."""
+    cleared, latched = client.request("fault_clear", [ALL_FAULTS & ~latched_before], timeout=3)
+    return fault_names(cleared), fault_names(latched)

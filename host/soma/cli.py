@@ -16,6 +16,7 @@ COMMANDS = {
     "calibrate": ("soma.commands.calibrate", "Calibrate a unit's thermistors in the calibration bath."),
     "decode": ("soma.commands.decode", "Decode a beacon, management frame or record from hex."),
     "flash": ("soma.commands.flash", "Install firmware: diff, compressed, verified, atomic, with rollback."),
+    "faults": ("soma.commands.faults", "List a unit's latched safety faults; clear those whose cause has gone."),
     "info": ("soma.commands.info", "Show a unit's identity, versions, calibration and faults."),
     "monitor": ("soma.commands.monitor", "Watch a unit's live telemetry and events."),
     "units": ("soma.commands.units:units", "List the units in the traceability records."),

@@ -7,12 +7,11 @@ The page embeds the picture and adds the summary, the per-bed results and the ev
 
 import base64
 import html
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SomaError
+from .files import write_atomically
 
 
 @dataclass
@@ -51,6 +50,7 @@ class BedRow:
     bench_verdict: str  # "pass" | "fail" | "skipped"
     faults: list  # fault names latched/reported during the night, [] if none
     ok: bool
+    calibration_problem: str = ""  # why there is no calibration error, if there is none
 
 
 @dataclass
@@ -74,6 +74,7 @@ class NightReport:
     events: list  # Event
     injected: str | None  # the fault name injected, or None
     verdict_ok: bool  # overall
+    injected_note: str = ""  # what the fault is and what must happen
 
 
 PNG_NAME = "night.png"
@@ -99,24 +100,6 @@ STATE_ORDER = ("awake", "light", "deep", "unknown")
 
 def _verdict(ok):
     return "PASSED" if ok else "FAILED"
-
-
-def _write_atomically(path, write):
-    """Write `path` through `write(binary_file)`, whole or not at all; no temporary file survives a failure."""
-    target = Path(path)
-    partial = None
-    try:
-        fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(partial, target)
-        partial = None
-    except OSError as exc:
-        raise SomaError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
-    finally:
-        if partial is not None and os.path.exists(partial):
-            os.unlink(partial)
-    return target
 
 
 # --- the picture ---------------------------------------------------------------------------------------------------
@@ -376,7 +359,10 @@ def _plot_sleep(axis, beds):
     axis.set_yticks(numbers, [f"bed {n}" for n in numbers], fontsize=8 if len(numbers) <= 10 else 7)
     axis.tick_params(axis="y", length=0)
     axis.set_title(
-        "sleep state: firmware estimate (wide band) over the sleeper's true stage (thin strip)", loc="left", fontsize=9
+        "sleep state: firmware estimate (wide band; 30 s epochs in real time, so a compressed night has few) "
+        "over the sleeper's true stage (thin strip)",
+        loc="left",
+        fontsize=9,
     )
     handles = [Patch(facecolor=STATE_COLOURS[state], label=state) for state in STATE_ORDER]
     handles.append(Patch(facecolor=STATE_COLOURS["empty"], edgecolor="0.6", label="empty bed (truth)"))
@@ -429,7 +415,7 @@ def draw_png(report, path):
         if report.injected:
             title += f"\nfault injected on purpose: {report.injected} (red dashed line)"
         figure.suptitle(title, fontsize=14, fontweight="bold", color=PASS_COLOUR if report.verdict_ok else FAIL_COLOUR)
-        return _write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
+        return write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=DPI), "report")
     finally:
         plt.close(figure)
 
@@ -486,7 +472,9 @@ def _bed_table(rows):
         return "<p>No beds.</p>"
     cells = []
     for row in sorted(rows, key=lambda r: r.number):
-        error = "—" if row.calibration_error_c is None else f"{row.calibration_error_c:.3f}"
+        error = (
+            (row.calibration_problem or "—") if row.calibration_error_c is None else f"{row.calibration_error_c:.3f}"
+        )
         faults = ", ".join(_e(name) for name in row.faults) if row.faults else "none"
         values = [_e(row.number), _e(row.serial), _e(error), _e(row.bench_verdict), faults]
         cells.append((row.ok, values, ["num", None, "num", None, None]))
@@ -527,8 +515,10 @@ def _page(report, png_bytes):
     injected = ""
     if report.injected:
         injected = (
-            f'<p class="injected">Fault injected on purpose: <strong>{_e(report.injected)}</strong>. '
-            "The report marks it: a red dashed line in the picture, and the beds that reported it below.</p>"
+            f'<p class="injected">Fault injected on purpose: <strong>{_e(report.injected)}</strong>'
+            + (f" ({_e(report.injected_note)})" if report.injected_note else "")
+            + ". The report marks it: a red dashed line in the picture; the summary judges what had to happen, "
+            "and the beds table shows the faults each bed reported.</p>"
         )
     alt = f"{report.title}: pad temperature, wake light, power and sleep state of every bed over the night"
     return f"""<!DOCTYPE html>
@@ -568,7 +558,7 @@ def write_html(report, png_path, html_path):
     except OSError as exc:
         raise SomaError(f"{png_path}: cannot read the picture for the report ({exc.strerror or exc})") from None
     page = _page(report, png_bytes).encode("utf-8")
-    return _write_atomically(html_path, lambda f: f.write(page))
+    return write_atomically(html_path, lambda f: f.write(page), "report")
 
 
 def write_report(report, directory):

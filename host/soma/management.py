@@ -15,9 +15,26 @@ from soma_protocol import codec, framing, schema
 KINDS = {str(name): int(value) for name, value in schema.FrameKind.encmapping.items()}
 MESSAGES = {str(name): int(value) for name, value in schema.MessageId.encmapping.items()}
 ERROR_CODES = {int(value): str(name) for name, value in schema.ErrorCode.encmapping.items()}
+FAULT_CODES = {str(name): int(value) for name, value in schema.FaultCode.encmapping.items()}
+ALL_FAULTS = 0xFFFFFFFF
 BUSY_ATTEMPTS = 4
 BUSY_PAUSE_S = 0.5
 RESTART_SLACK_MS = 100  # an uptime this far behind the time passed is a new boot
+
+
+def fault_names(mask):
+    """The faults whose bits are set in a fault mask (info, telemetry, fault_clear)."""
+    return [name for name, code in FAULT_CODES.items() if mask >> code & 1]
+
+
+def fault_mask(names):
+    """The fault mask of these fault names; ValueError names one that is not a fault."""
+    mask = 0
+    for name in names:
+        if name not in FAULT_CODES:
+            raise ValueError(f"no fault {name!r} (faults: {', '.join(FAULT_CODES)})")
+        mask |= 1 << FAULT_CODES[name]
+    return mask
 
 
 class ManagementTimeout(TimeoutError):

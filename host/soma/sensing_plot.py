@@ -3,11 +3,7 @@
 the recording carries the sleeper's ground truth (`soma sim record` writes it), it is
 drawn under the estimates."""
 
-import os
-import tempfile
-from pathlib import Path
-
-from .errors import SomaError
+from .files import write_atomically
 from .replay import EPOCH_S
 
 STATE_LEVELS = {"unknown": 0, "awake": 3, "light": 2, "deep": 1}
@@ -53,16 +49,7 @@ def plot_replay(recording, epochs, path):
     state.set_xlabel("minutes")
     state.set_title("sleep state (green: in bed)", loc="left", fontsize=9)
     figure.tight_layout()
-    target = Path(path)
-    partial = None
     try:
-        fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=target.parent)
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format="png", dpi=110)
-        os.replace(partial, target)
-    except OSError as exc:
-        raise SomaError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
+        write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=110), "plot")
     finally:
         plt.close(figure)
-        if partial is not None and os.path.exists(partial):
-            os.unlink(partial)

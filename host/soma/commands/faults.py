@@ -1,0 +1,62 @@
+"""soma faults: the safety supervisor's latched faults on a unit, and clearing them."""
+
+import json
+import sys
+
+import click
+
+EPILOG = """\b
+Examples:
+  soma faults --port /dev/pts/7
+  soma faults --port /dev/pts/7 --clear
+  soma faults --port /dev/pts/7 --clear overtemp --json
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--port", required=True, help="Serial port of the unit.")
+@click.option("--baud", default=115200, show_default=True)
+@click.option(
+    "--clear",
+    "to_clear",
+    is_flag=False,
+    flag_value="all",
+    default=None,
+    metavar="[FAULT,...|all]",
+    help="Clear these latched faults (default: all); the unit clears only those whose cause has gone.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(port, baud, to_clear, as_json):
+    """List the unit's latched faults; with --clear, ask it to clear them. A fault whose cause
+    is still there (a pad still at 42 degC, a thermistor still open) stays latched: exit 1."""
+    from soma_protocol import codec
+
+    from ..errors import SomaError
+    from ..management import ALL_FAULTS, fault_mask, fault_names
+    from ..serial_link import SerialLink
+    from .program import connect, unit_errors
+
+    if to_clear is None or to_clear == "all":
+        mask = ALL_FAULTS
+    else:
+        try:
+            mask = fault_mask(name.strip() for name in to_clear.split(",") if name.strip())
+        except ValueError as exc:
+            raise SomaError(f"--clear: {exc}") from None
+    with SerialLink(port, baud) as link, unit_errors(port):
+        client = connect(link.management(), port)
+        if to_clear is None:
+            cleared, latched = 0, codec.nest("info_response", client.request("info", timeout=3))["fault_mask"]
+        else:
+            cleared, latched = client.request("fault_clear", [mask], timeout=3)
+    stuck = latched & mask if to_clear is not None else 0
+    view = {"port": port, "latched": fault_names(latched), "cleared": fault_names(cleared)}
+    if as_json:
+        click.echo(json.dumps(view))
+    else:
+        if to_clear is not None:
+            click.echo(f"{port}: cleared {', '.join(view['cleared']) or 'nothing'}")
+        click.echo(f"{port}: latched {', '.join(view['latched']) or 'nothing'}")
+        if stuck:
+            click.echo(f"still latched, its cause not gone: {', '.join(fault_names(stuck))}", err=True)
+    sys.exit(1 if stuck else 0)

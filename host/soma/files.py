@@ -1,0 +1,27 @@
+"""Files the host writes for people: whole or not at all."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import SomaError
+
+
+def write_atomically(path, write, what="file"):
+    """Write `path` through `write(binary_file)` into a temporary file beside it, then rename
+    it over `path`: a reader never sees half a file, and no temporary file survives a failure.
+    An OSError becomes a SomaError naming the path and `what` it is."""
+    target = Path(path)
+    partial = None
+    try:
+        fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(partial, target)
+        partial = None
+    except OSError as exc:
+        raise SomaError(f"{target}: cannot write the {what} ({exc.strerror or exc})") from None
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    return target

@@ -1,0 +1,76 @@
+"""`soma demo --inject FAULT`: each fault, injected half-way through a short night on flashed
+virtual beds, meets the safe behaviour the demo judges (the bed faults safe and reports it,
+the root fails over, forgeries are all rejected), the other beds carry on without a fault,
+and the report names and marks the fault. The four nights run at once (each its own
+sanctuary): the factory stages before the night are `test_demo.py`'s."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from soma.demo_report import write_report
+from soma.night_demo import FAULT_BED, FAULTS, BedOutcome, DemoSettings, run_night
+from soma.sim.sanctuary import Sanctuary
+
+BEDS = {"thermistor-open": 2, "heater-stuck": 2, "root-loss": 3, "spoofed-beacons": 2}
+
+
+def night_with(fault):
+    settings = DemoSettings(beds=BEDS[fault], night_minutes=0.5, inject=fault)
+    said = []
+    with Sanctuary(beds=settings.beds, flashed=True, sleepers=False) as sanctuary:
+        outcome = run_night(sanctuary, settings, [BedOutcome(n) for n in range(1, settings.beds + 1)], said.append)
+    return outcome, said
+
+
+@pytest.fixture(scope="module")
+def nights():
+    with ThreadPoolExecutor(max_workers=len(FAULTS)) as pool:
+        return dict(zip(FAULTS, pool.map(night_with, FAULTS), strict=True))
+
+
+def checks(outcome):
+    return {label: (value, ok) for label, value, _, ok in outcome.checks}
+
+
+@pytest.mark.parametrize("fault", ["thermistor-open", "heater-stuck"])
+def test_the_faulty_bed_faults_safe_and_the_other_carries_on(nights, fault):
+    outcome, said = nights[fault]
+    assert f"injecting: {FAULTS[fault]}" in said
+    judged = checks(outcome)
+    value, ok = judged[f"bed {FAULT_BED} faulted safe"]
+    assert ok and value.endswith("; left drive off"), judged
+    assert judged["faults on the other beds"] == ("none", True)
+    faults = set(outcome.beds[FAULT_BED - 1].faults)
+    if fault == "thermistor-open":
+        assert "sensor_left" in faults
+    else:
+        assert faults & {"overtemp", "off_band_left", "frozen_left", "no_rise_left"}
+    assert outcome.beds[0].faults == []
+
+
+def test_losing_the_root_hands_the_sanctuary_to_another_bed_within_ten_seconds(nights):
+    judged = checks(nights["root-loss"][0])
+    value, ok = judged["root failover"]
+    assert ok, value
+    assert "root [2]" in value  # the lowest bed id still on the air
+    assert judged["faults on the other beds"] == ("none", True)
+
+
+def test_forged_beacons_are_all_rejected_and_the_root_stays(nights):
+    judged = checks(nights["spoofed-beacons"][0])
+    rejected, ok = judged["forged beacons rejected"]
+    assert ok and int(rejected) > 0
+    assert judged["root after forgeries"] == ("[1]", True)
+    assert judged["faults on the other beds"] == ("none", True)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_the_report_names_and_marks_the_fault(nights, fault, tmp_path):
+    report = nights[fault][0].report
+    assert report.injected == fault and fault in report.title
+    assert any(event.kind == "fault" and fault in event.label for event in report.events)
+    _, page = write_report(report, tmp_path)
+    text = page.read_text()
+    assert f"Fault injected on purpose: <strong>{fault}</strong>" in text
+    assert FAULTS[fault].split(":")[0].replace("'", "&#x27;") in text
