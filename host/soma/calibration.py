@@ -7,12 +7,12 @@ per sensor by least squares. A fit whose residual exceeds the limit is refused; 
 it is written to the unit, committed, read back, and every point is measured again with
 the calibrated firmware, so the report shows the error before and after.
 
-The bed sensor (BCG) channel gets a zero and a gain from the station's fixture: with its
+First, the bed sensor (BCG) channel gets a zero and a gain from the station's fixture: with its
 reference shaker off, the mean raw code over a few seconds gives the zero; with the shaker
 at a reference amplitude, a least-squares fit of a sine at the shaker's frequency (phase
 unknown) gives the amplitude the unit reads, and reference / measured is the gain. A zero
-or gain outside the limits means a broken channel: refused, nothing committed. After the
-commit the amplitude is measured again and corrected with the stored gain.
+or gain outside the limits means a broken channel: refused before the bath's sweep, nothing
+committed. After the commit the amplitude is measured again and corrected with the stored gain.
 """
 
 import math
@@ -345,13 +345,14 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
     info = client.request_fields("info", timeout=3)
     report = CalibrationReport(info["unit_serial"].decode(errors="replace"), info["firmware_hash"].hex())
+    # The BCG channel first: a broken one is refused in seconds, not after the bath's sweep.
+    report.bcg_zero = bcg_zero(client, bath)
+    gain_q16 = round(Q16 * bcg_gain(bcg_amplitude(client, bath)))
     samples = measure(client, bath, set_points, settle_timeout)
     report.before_c = [
         {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples
     ]
     values = fit_thermistors(samples, residual_limit_c, report)
-    report.bcg_zero = bcg_zero(client, bath)
-    gain_q16 = round(Q16 * bcg_gain(bcg_amplitude(client, bath)))
     values += [report.bcg_zero, gain_q16, int(time.time()), (station or "bench").encode()[:255]]
     report.generation, stored = commit_record(client, values)
     report.bcg_gain = stored["bcg_gain_q16"] / Q16
