@@ -47,6 +47,9 @@ def test_the_faulty_bed_faults_safe_and_the_other_carries_on(nights, fault):
     else:
         assert faults & {"overtemp", "off_band_left", "frozen_left", "no_rise_left"}
     assert outcome.beds[0].faults == []
+    (tripped,) = [event for event in outcome.report.events if event.label.startswith(f"bed {FAULT_BED}: ")]
+    (injected,) = [event for event in outcome.report.events if event.label.startswith("fault injected")]
+    assert tripped.kind == "fault" and tripped.t_s > injected.t_s  # the trip is marked where it happened
 
 
 def test_losing_the_root_hands_the_sanctuary_to_another_bed_within_ten_seconds(nights):

@@ -465,6 +465,7 @@ class Night:
             events.append(Event(fraction * length, label, "phase"))
         if self.fault_at is not None:
             events.append(Event(self.fault_at - start, f"fault injected: {self.settings.inject}", "fault"))
+        events += self._fault_events(start)
         rows = [SummaryRow(label, value, bar, ok) for label, value, bar, ok in checks]
         for bed in self.beds:
             bed.ok = self._bed_ok(bed)
@@ -481,6 +482,21 @@ class Night:
             title, self.budget_w, traces, bed_rows, rows, events, inject, ok, FAULTS[inject] if inject else ""
         )
         return DemoOutcome(self.beds, figures, checks, report)
+
+    def _fault_events(self, start):
+        """When each bed's telemetry first showed a latched fault during the night."""
+        from .demo_report import Event
+        from .management import fault_names
+        from .sim.sanctuary_watch import snapshot
+
+        mask = _TELEMETRY.index("fault_mask")
+        events = []
+        for number, track in zip(self._numbers(), self.watch.tracks, strict=True):
+            latched = [(at, values[mask]) for at, values in snapshot(track.frames) if at >= start and values[mask]]
+            if latched:
+                at, faults = latched[0]
+                events.append(Event(at - start, f"bed {number}: {', '.join(fault_names(faults))}", "fault"))
+        return events
 
     def _trace(self, track, bed):
         from .demo_report import BedTrace
