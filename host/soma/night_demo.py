@@ -474,10 +474,10 @@ class Night:
             for b in self.beds
         ]
         ok = all(row.ok for row in rows) and all(row.ok for row in bed_rows)
-        title = f"Soma Sanctuary: {len(numbers)} beds, an 8-hour night in {_minutes(self.settings.night_minutes)}"
-        if self.settings.inject:
-            title += f", {self.settings.inject} injected"
         inject = self.settings.inject
+        title = f"Soma Sanctuary: {len(numbers)} beds, an 8-hour night in {_minutes(self.settings.night_minutes)}"
+        if inject:
+            title += f", {inject} injected"
         report = NightReport(
             title, self.budget_w, traces, bed_rows, rows, events, inject, ok, FAULTS[inject] if inject else ""
         )
