@@ -44,7 +44,7 @@ def test_faults_lists_and_clears_only_what_has_no_cause_left(tmp_path):
         refused = faults(bed.port, "--clear")
         assert refused.returncode == 1
         assert "latched sensor_left" in refused.stdout
-        assert "still latched, its cause not gone: sensor_left" in refused.stderr
+        assert "still latched: sensor_left (its cause has not gone)" in refused.stderr
 
         bed.world.model.heal("open", 0)
         time.sleep(0.5)  # a few 10 Hz readings of a whole thermistor
@@ -56,3 +56,5 @@ def test_faults_lists_and_clears_only_what_has_no_cause_left(tmp_path):
         assert unknown.returncode != 0
         assert "--clear: no fault 'overheat'" in unknown.stderr
         assert "Traceback" not in unknown.stderr
+        empty = faults(bed.port, "--clear", ",")
+        assert empty.returncode != 0 and "--clear: no fault named" in empty.stderr

@@ -179,18 +179,19 @@ class Plan:
 
     def with_params(self, kind, **params):
         """This plan with `params` set on every step of `kind`, checked as a plan file's are."""
-        steps = []
-        for step in self.steps:
-            if step.kind == kind:
-                for name, value in params.items():
-                    check = KINDS[kind].params.get(name)
-                    if check is None:
-                        raise PlanError(f"{self.path}: {step.id}: unknown parameter {name!r} for {kind}")
-                    message = check(value)
-                    if message:
-                        raise PlanError(f"{self.path}: {step.id}: {name} {message}")
-                step = Step(step.id, step.kind, {**step.params, **params}, step.limits)
-            steps.append(step)
+        if kind not in KINDS:
+            raise PlanError(f"no kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+        for name, value in params.items():
+            check = KINDS[kind].params.get(name)
+            if check is None:
+                raise PlanError(f"{kind}: unknown parameter {name!r}")
+            message = check(value)
+            if message:
+                raise PlanError(f"{kind}: {name} {message}")
+        steps = [
+            Step(step.id, step.kind, {**step.params, **params}, step.limits) if step.kind == kind else step
+            for step in self.steps
+        ]
         return Plan(self.name, self.version, steps, self.path)
 
     @property

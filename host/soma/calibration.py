@@ -358,9 +358,11 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     report.bcg_gain = stored["bcg_gain_q16"] / Q16
     corrected = bcg_amplitude(client, bath) * report.bcg_gain
     report.bcg_error_after_pct = round(100 * (corrected / BCG_REFERENCE_CODES - 1), 3)
-    # Back down through the points: the bath ends at its coolest, so the overtemp trip that a
+    # From the hottest point down: the bath ends at its coolest, so the overtemp trip that a
     # point at the trip temperature latches, as it should, has no cause left and is cleared.
-    after = measure(client, bath, set_points[::-1], settle_timeout)[::-1]
+    hottest_first = sorted(range(len(set_points)), key=lambda i: -set_points[i])
+    measured = measure(client, bath, [set_points[i] for i in hottest_first], settle_timeout)
+    after = [measured[hottest_first.index(i)] for i in range(len(set_points))]
     report.after_c = [
         {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in after
     ]

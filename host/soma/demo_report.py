@@ -413,7 +413,7 @@ def draw_png(report, path):
         sleep.set_xlabel("minutes since the night started")
         title = f"{report.title}: {_verdict(report.verdict_ok)}"
         if report.injected:
-            title += f"\nfault injected on purpose: {report.injected} (red dashed line)"
+            title += f"\nfault injected on purpose: {report.injected} (red dashed: the injection, each bed's fault)"
         figure.suptitle(title, fontsize=14, fontweight="bold", color=PASS_COLOUR if report.verdict_ok else FAIL_COLOUR)
         return write_atomically(path, lambda f: figure.savefig(f, format="png", dpi=DPI), "report")
     finally:
@@ -517,7 +517,8 @@ def _page(report, png_bytes):
         injected = (
             f'<p class="injected">Fault injected on purpose: <strong>{_e(report.injected)}</strong>'
             + (f" ({_e(report.injected_note)})" if report.injected_note else "")
-            + ". The report marks it: a red dashed line in the picture; the summary judges what had to happen, "
+            + ". The report marks it: red dashed lines in the picture (the injection, and each bed's fault); "
+            "the summary judges what had to happen, "
             "and the beds table shows the faults each bed reported.</p>"
         )
     alt = f"{report.title}: pad temperature, wake light, power and sleep state of every bed over the night"

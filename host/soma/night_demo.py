@@ -118,6 +118,7 @@ def run_demo(settings, say=print):
         with _stage(stages, "calibrate", say, "calibrating every bed in the bath at once"):
             _calibrate_all(sanctuary, beds, records)
         _back_to_room(sanctuary)
+        _clear_after_refusal(sanctuary, beds)
         with _stage(stages, "bench", say, "bench-testing every bed (JUnit XML and JSON in bench/)"):
             _bench_all(sanctuary, beds, records, out_dir / "bench")
         _back_to_room(sanctuary)
@@ -217,8 +218,8 @@ def _calibrate_all(sanctuary, beds, records):
 
 
 def _back_to_room(sanctuary, within_c=1.0, timeout_s=20.0):
-    """Let every pad settle back to room temperature (the bath's last point and the bench's
-    runaway trip leave them hot), its physics fast-forwarded, before the next stage."""
+    """Let every pad settle back to room temperature (the bath leaves them at its coolest
+    point, the bench's runaway trip hot), its physics fast-forwarded, before the next stage."""
     sanctuary.set_time_scale(CALIBRATION_TIME_SCALE)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -226,6 +227,19 @@ def _back_to_room(sanctuary, within_c=1.0, timeout_s=20.0):
         if all(abs(pad - world.room_c) <= within_c for world in worlds for pad in world.model.pad_c):
             break
         time.sleep(0.2)
+
+
+def _clear_after_refusal(sanctuary, beds):
+    """Calibration clears the faults it latched only when it completes: a unit it refused
+    may still hold the bath's overtemp latch. Cleared as an operator would (`soma faults
+    --clear`), the pads back at room temperature, so the unit goes on to the bench."""
+    from .management import ALL_FAULTS
+    from .serial_link import SerialLink
+
+    for bed, outcome in zip(sanctuary.beds, beds, strict=True):
+        if outcome.calibration_problem:
+            with SerialLink(bed.port) as link:
+                link.management().request("fault_clear", [ALL_FAULTS], timeout=3)
 
 
 def _bench_all(sanctuary, beds, records, bench_dir):
@@ -572,7 +586,8 @@ class Night:
             drive = _TELEMETRY.index("drive_left_permille")
             last = [values[drive] for _, values in snapshot(self.watch.tracks[FAULT_BED - 1].frames)[-5:]]
             left_off = bool(last) and not any(last)
-            value = f"{', '.join(faults) or 'no fault'}; left drive {'off' if left_off else 'on'}"
+            drive_text = "unknown (no telemetry)" if not last else "off" if left_off else "on"
+            value = f"{', '.join(faults) or 'no fault'}; left drive {drive_text}"
             checks.append(
                 (f"bed {FAULT_BED} faulted safe", value, "a latched fault, left drive off", bool(hit) and left_off)
             )

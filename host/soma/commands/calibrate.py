@@ -73,6 +73,6 @@ def report_lines(report, set_points):
         f"  amplitude error after {report.bcg_error_after_pct:+.2f} %"
     )
     if report.faults_cleared:
-        yield f"  faults latched by the hot points, cleared once cool: {', '.join(report.faults_cleared)}"
+        yield f"  faults latched during calibration, cleared once cool: {', '.join(report.faults_cleared)}"
     if report.faults_latched:
         yield f"  faults still latched (see `soma faults`): {', '.join(report.faults_latched)}"
