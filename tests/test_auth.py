@@ -7,6 +7,8 @@ import pytest
 from soma_protocol import auth
 from soma_protocol.auth import VERDICTS
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 # RFC 4231, test cases 1, 2 and 6 (key longer than the SHA-256 block).
 RFC4231 = [
     (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),

@@ -7,6 +7,8 @@ from soma_protocol import codegen, ir, schema
 
 import wire_codec
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 
 def test_checked_in_codec_is_current():
     """Fails when the schema changed without `make codegen`, or the file was edited by hand."""

@@ -10,6 +10,8 @@ from PIL import Image
 from soma.demo_report import BedRow, BedTrace, Event, NightReport, SummaryRow, write_report
 from soma.errors import SomaError
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAMPLES = 200
 

@@ -9,6 +9,7 @@ sees at least 10 000 cases per run in the `ci` profile.
 import binascii
 import struct
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,8 @@ from soma_protocol.auth import VERDICTS
 from strategies import MESSAGES, same_values, values_for
 
 import wire_codec
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 BATCH = 20
 PAYLOADS = sorted(set(MESSAGES) - {"beacon", "frame", "record"})

@@ -15,6 +15,8 @@ from soma.management import fault_names
 from soma.mpexec import run_micropython
 from soma_protocol import schema
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 HEAP = "256K"
 
 

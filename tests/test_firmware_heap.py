@@ -2,9 +2,13 @@
 
 import subprocess
 
+import pytest
+
 from soma import paths
 from soma.firmware_build import compile_tree
 from soma_protocol import codegen
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 SCRIPT = """
 BEACON_SIZE = {beacon_size}

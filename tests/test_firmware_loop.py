@@ -1,7 +1,11 @@
 """The loop's timekeeping under MicroPython (tests/mp/loop_checks.py): drift-free fixed-rate
 scheduling across ticks wraps, overrun counting, and wrap-safe 64-bit local time."""
 
+import pytest
+
 from soma.mpexec import run_micropython
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 
 def check(call, tmp_path):

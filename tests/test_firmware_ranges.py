@@ -3,6 +3,8 @@ ESP32 port (within +-2^30); the unix port's 62-bit small ints would hide an over
 bounds are proven here from the firmware's own constants. Also: firmware constants agree
 with the schema."""
 
+import pytest
+
 from soma_protocol import ir, schema
 
 import board
@@ -10,6 +12,8 @@ import config
 import control
 import sensors
 import thermistor
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 SMALL_INT = 1 << 30
 

@@ -13,6 +13,8 @@ import pytest
 
 from soma import flashing, paths
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 FORBIDDEN = bytes([1, 2, 3, 4, 5, 10, 13, 26, 27, 28])
 
 

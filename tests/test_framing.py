@@ -1,12 +1,15 @@
 """Serial framing: no REPL control byte ever on the line, identical decoding on host and
 firmware, bounded memory, and resynchronisation on the next good frame after noise."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fuzzcount import count, examples
 from soma_protocol import codec, framing, schema
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 BODY_MAX = 64  # small, so overflow is exercised
 

@@ -16,6 +16,8 @@ from strategies import same_values
 
 import wire_codec
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 VECTORS = json.loads(Path(__file__).with_name("golden").joinpath("vectors.json").read_text())
 NAMES = sorted(VECTORS["messages"])
 

@@ -12,10 +12,13 @@ from bisect import bisect_right
 from types import SimpleNamespace
 
 import power_share
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from soma.mpexec import run_micropython
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 WORST_W = 240  # two zones at 120 W
 

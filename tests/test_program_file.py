@@ -21,6 +21,8 @@ from soma.program import (
 )
 from soma_protocol import codec, schema
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "programs"
 NIGHT = EXAMPLES / "night.toml"
 SHORT = EXAMPLES / "short.json"

@@ -10,6 +10,8 @@ from program import Program
 from soma import program as programs
 from soma.mpexec import run_micropython
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 S = 1_000_000
 START = 50 * S
 COMFORT = (30_000, 29_000, 1000, 600)

@@ -7,9 +7,13 @@ tests/mp/records_harness.py; the host then checks the files with its own codec.
 import importlib.util
 import struct
 
+import pytest
+
 from soma.mpcodec import LAYOUT_IDS
 from soma.mpexec import MP_HELPERS, run_micropython
 from soma_protocol import codec
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 MISSING, VALID, CORRUPT = 0, 1, 2
 CALIBRATION, CONFIG, COMFORT, KEY = 1, 2, 3, 4

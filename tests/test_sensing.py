@@ -8,12 +8,15 @@ import json
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soma import paths, sensing_filters
 from soma.replay import RATE_HZ, read_recording, run_pipeline
 from soma.sim.sensing_night import score, simulate
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 SMALL_INT = 1 << 30
 

@@ -4,7 +4,11 @@ bed that is quiet but not silent."""
 
 import math
 
+import pytest
+
 from soma.sim.sleeper import AWAKE, DEEP, LIGHT, Sleeper
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 RATE_HZ = 100
 

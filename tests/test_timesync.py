@@ -7,6 +7,8 @@ import pytest
 from soma.mpexec import run_micropython
 from soma.sim.sync_des import SyncNetwork
 
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
+
 
 def percentile(values, fraction):
     values = sorted(values)

@@ -7,11 +7,14 @@ brightness. Also under MicroPython."""
 
 import random
 
+import pytest
 import ushering
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soma.mpexec import run_micropython
+
+pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 START_US = 1_000_000_000
 PERIOD_US = 1_000_000  # beacons about once a second
