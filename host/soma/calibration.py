@@ -349,9 +349,7 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     report.bcg_zero = bcg_zero(client, bath)
     gain_q16 = round(Q16 * bcg_gain(bcg_amplitude(client, bath)))
     samples = measure(client, bath, set_points, settle_timeout)
-    report.before_c = [
-        {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples
-    ]
+    report.before_c = _errors_c(samples)
     values = fit_thermistors(samples, residual_limit_c, report)
     values += [report.bcg_zero, gain_q16, int(time.time()), (station or "bench").encode()[:255]]
     report.generation, stored = commit_record(client, values)
@@ -361,13 +359,16 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     # From the hottest point down: the bath ends at its coolest, so the overtemp trip that a
     # point at the trip temperature latches, as it should, has no cause left and is cleared.
     hottest_first = sorted(range(len(set_points)), key=lambda i: -set_points[i])
-    measured = measure(client, bath, [set_points[i] for i in hottest_first], settle_timeout)
-    after = [measured[hottest_first.index(i)] for i in range(len(set_points))]
-    report.after_c = [
-        {name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in after
-    ]
+    samples = measure(client, bath, [set_points[i] for i in hottest_first], settle_timeout)
+    by_point = dict(zip(hottest_first, samples, strict=True))
+    report.after_c = _errors_c([by_point[i] for i in range(len(set_points))])
     report.faults_cleared, report.faults_latched = clear_own_faults(client, info["fault_mask"])
     return report
+
+
+def _errors_c(samples):
+    """Per point of `measure`'s samples: each sensor's reading minus the reference, degC."""
+    return [{name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples]
 
 
 def clear_own_faults(client, latched_before):

@@ -16,7 +16,7 @@ from .files import write_atomically
 
 @dataclass
 class BedTrace:
-    """What one bed reported during the night, sample by sample (~2 Hz), plus its power grants."""
+    """What one bed reported during the night, telemetry frame by frame (10 Hz), plus its power grants."""
 
     number: int  # bed 1..N
     serial: str

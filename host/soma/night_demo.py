@@ -24,12 +24,19 @@ from soma_protocol import auth, codec
 
 from . import program as programs
 from .errors import SomaError
+from .sim.sanctuary_watch import TELEMETRY, snapshot
+from .sim.world import WAKE_LIGHT
 
 FAULTS = {
     "thermistor-open": "bed 2's left pad thermistor goes open: that zone must go off, the fault reported",
     "heater-stuck": "bed 2's left heater sticks on: the supervisor must trip and latch, the others carry on",
     "root-loss": "the root (bed 1) drops off the radio: another bed must take over within 10 s",
     "spoofed-beacons": "an intruder broadcasts forged beacons claiming the root: every one must be rejected",
+}
+# The faults injected into one bed (FAULT_BED), and the latched faults that show it went safe.
+BED_FAULTS = {
+    "thermistor-open": {"sensor_left"},
+    "heater-stuck": {"overtemp", "off_band_left", "frozen_left", "no_rise_left"},
 }
 NIGHT_S = 8 * 3600.0  # the sleepers' night, compressed into the program
 # The pads' physics during the night run this much faster than the wall clock per minute the
@@ -102,7 +109,7 @@ def run_demo(settings, say=print):
 
     if settings.inject is not None and settings.inject not in FAULTS:
         raise SomaError(f"--inject: unknown fault {settings.inject!r} (one of: {', '.join(FAULTS)})")
-    if settings.inject in ("thermistor-open", "heater-stuck", "root-loss") and settings.beds < 2:
+    if (settings.inject in BED_FAULTS or settings.inject == "root-loss") and settings.beds < 2:
         raise SomaError(f"--inject {settings.inject} needs at least 2 beds")
     out_dir = Path(settings.out_dir)
     try:
@@ -336,25 +343,22 @@ class Night:
 
     def upload_program(self):
         time.sleep(3)  # a few beacons: the beds agree on a root and a clock
-        status = self.watch.request_fields(1, "sanctuary_status", [0])
+        status = self._status(1)
         lead_s = 6.0
         self.start_us = status["global_time_us"] + round(lead_s * 1e6)
         self.watch.request(1, "program_upload", programs.compile_program(self.program, 1, self.start_us))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            versions = [
-                self.watch.request_fields(n, "sanctuary_status", [0])["program_version"] for n in self._numbers()
-            ]
+            versions = [self._status(n)["program_version"] for n in self._numbers()]
             if versions == [1] * len(versions):
                 break
             time.sleep(0.5)
         else:
             raise SomaError(f"the program did not reach every bed within 30 s (versions {versions})")
-        now_us = self.watch.request_fields(1, "sanctuary_status", [0])["global_time_us"]
+        now_us = self._status(1)["global_time_us"]
         self.start_host = time.monotonic() + (self.start_us - now_us) / 1e6
 
     def run(self):
-        from .sim.sanctuary_watch import snapshot
         from .sim.sleeper import Sleeper
 
         scale = NIGHT_S / (self.settings.night_minutes * 60.0)
@@ -371,7 +375,7 @@ class Night:
             if now >= self.start_host - 2:
                 self._sample_grants()
             time.sleep(max(0.0, min(GRANT_EVERY_S, end - time.monotonic())))
-        if self.settings.inject in ("thermistor-open", "heater-stuck"):
+        if self.settings.inject in BED_FAULTS:
             # A stuck heater takes a while to overheat a pad: the bed is watched until it
             # faults (or FAULT_WAIT_S), the night's figures stay those of the night.
             track = self.watch.tracks[FAULT_BED - 1]
@@ -387,7 +391,7 @@ class Night:
 
         for number, track in zip(self._numbers(), self.watch.tracks, strict=True):
             try:
-                grant = self.watch.request_fields(number, "sanctuary_status", [0], timeout=1.0)["grant_w"]
+                grant = self._status(number, timeout=1.0)["grant_w"]
             except ManagementTimeout:
                 continue  # a bed that just faulted or restarted: the next round
             track.grants.append((time.monotonic() - self.start_host, grant))
@@ -426,6 +430,14 @@ class Night:
             values = [fields.get(leaf.path, 0) for leaf in codec.MESSAGES["beacon"].fields]
             self.sanctuary.world.inject_radio(auth.sign_beacon(forged_key, values))
 
+    def _status(self, number, timeout=5.0):
+        """What bed `number` knows of the sanctuary (sanctuary_status fields)."""
+        return self.watch.request_fields(number, "sanctuary_status", [0], timeout=timeout)
+
+    def _roots(self, numbers):
+        """The roots these beds follow."""
+        return {self._status(n)["root_id"] for n in numbers}
+
     def _numbers(self):
         return range(1, self.settings.beds + 1)
 
@@ -433,13 +445,12 @@ class Night:
 
     def outcome(self):
         from .demo_report import BedRow, Event, NightReport, SummaryRow
-        from .sim.sanctuary_watch import snapshot
 
         watch = self.watch
         start, length = self.start_host, self.settings.night_minutes * 60.0
         end = start + length
         numbers = list(self._numbers())
-        faulty = FAULT_BED if self.settings.inject in ("thermistor-open", "heater-stuck") else None
+        faulty = FAULT_BED if self.settings.inject in BED_FAULTS else None
         healthy = [n for n in numbers if n != faulty]
         if self.settings.inject == "root-loss":
             healthy = [n for n in numbers if n != 1]
@@ -501,9 +512,8 @@ class Night:
         """When each bed's telemetry first showed a latched fault during the night."""
         from .demo_report import Event
         from .management import fault_names
-        from .sim.sanctuary_watch import snapshot
 
-        mask = _TELEMETRY.index("fault_mask")
+        mask = TELEMETRY["fault_mask"]
         events = []
         for number, track in zip(self._numbers(), self.watch.tracks, strict=True):
             latched = [(at, values[mask]) for at, values in snapshot(track.frames) if at >= start and values[mask]]
@@ -515,7 +525,6 @@ class Night:
     def _trace(self, track, bed):
         from .demo_report import BedTrace
 
-        index = {name: i for i, name in enumerate(_TELEMETRY)}
         trace = BedTrace(bed.number, bed.serial, [], [], [], [], [], [], [], [])
         sleeper = track.bed.world.sleeper
         for at, values in track.frames:
@@ -523,13 +532,13 @@ class Night:
                 continue
             t = at - self.start_host
             trace.times_s.append(t)
-            trace.pad_c.append(values[index["pad_left_mc"]] / 1000)
-            setpoint = values[index["setpoint_left_mc"]]
+            trace.pad_c.append(values[TELEMETRY["pad_left_mc"]] / 1000)
+            setpoint = values[TELEMETRY["setpoint_left_mc"]]
             trace.setpoint_c.append(setpoint / 1000 if setpoint else None)
-            trace.light_permille.append(values[index["outputs_permille.3"]])
-            drive = abs(values[index["drive_left_permille"]]) + abs(values[index["drive_right_permille"]])
+            trace.light_permille.append(values[TELEMETRY[f"outputs_permille.{WAKE_LIGHT}"]])
+            drive = abs(values[TELEMETRY["drive_left_permille"]]) + abs(values[TELEMETRY["drive_right_permille"]])
             trace.drawn_w.append(drive * 120 / 1000)
-            trace.sleep_state.append(_SLEEP_STATES.get(values[index["sleep_state"]], "unknown"))
+            trace.sleep_state.append(_SLEEP_STATES.get(values[TELEMETRY["sleep_state"]], "unknown"))
             truth = sleeper.vitals(at - track.bed.world.sleeper_since) if sleeper is not None else None
             trace.truth_stage.append("empty" if truth is None or not truth.present else truth.stage)
         trace.grants = list(track.grants)  # (seconds since the night started, W)
@@ -561,8 +570,6 @@ class Night:
 
     def _fault_checks(self, healthy):
         """What the injected fault must have done, and that the others saw no fault."""
-        from .sim.sanctuary_watch import snapshot
-
         inject = self.settings.inject
         checks = []
         others = [b for b in self.beds if b.number in healthy]
@@ -575,15 +582,10 @@ class Night:
                 not quiet,
             )
         )
-        if inject in ("thermistor-open", "heater-stuck"):
+        if inject in BED_FAULTS:
             faults = self.beds[FAULT_BED - 1].faults
-            expected = (
-                {"sensor_left"}
-                if inject == "thermistor-open"
-                else {"overtemp", "off_band_left", "frozen_left", "no_rise_left"}
-            )
-            hit = sorted(set(faults) & expected)
-            drive = _TELEMETRY.index("drive_left_permille")
+            hit = sorted(set(faults) & BED_FAULTS[inject])
+            drive = TELEMETRY["drive_left_permille"]
             last = [values[drive] for _, values in snapshot(self.watch.tracks[FAULT_BED - 1].frames)[-5:]]
             left_off = bool(last) and not any(last)
             drive_text = "unknown (no telemetry)" if not last else "off" if left_off else "on"
@@ -593,7 +595,7 @@ class Night:
             )
         if inject == "root-loss":
             failover = self.watch.settled_after(self.fault_at, healthy, time.monotonic() - 1)
-            roots = {self.watch.request_fields(n, "sanctuary_status", [0])["root_id"] for n in healthy}
+            roots = self._roots(healthy)
             value = "never" if failover is None else f"{failover:.1f} s, root {sorted(roots)}"
             checks.append(
                 (
@@ -604,17 +606,16 @@ class Night:
                 )
             )
         if inject == "spoofed-beacons":
-            roots = {self.watch.request_fields(n, "sanctuary_status", [0])["root_id"] for n in healthy}
+            roots = self._roots(healthy)
             checks.append(("root after forgeries", str(sorted(roots)), "[1]", roots == {1}))
         return checks
 
     def _bed_ok(self, bed):
-        expected_fault = self.settings.inject in ("thermistor-open", "heater-stuck") and bed.number == FAULT_BED
+        expected_fault = self.settings.inject in BED_FAULTS and bed.number == FAULT_BED
         calibrated = bed.calibration_error_c is not None and bed.calibration_error_c <= BARS["calibration_c"]
         return calibrated and bed.bench_verdict == "pass" and (expected_fault or not bed.faults)
 
 
-_TELEMETRY = [leaf.path for leaf in codec.MESSAGES["telemetry"].fields]
 _SLEEP_STATES = {0: "unknown", 1: "awake", 2: "light", 3: "deep"}
 
 

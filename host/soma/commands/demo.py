@@ -8,7 +8,7 @@ from ..night_demo import FAULTS
 
 EPILOG = """\b
 Examples:
-  soma demo                            8 beds, a night in 2 minutes (about 5 minutes in all)
+  soma demo                            8 beds, a night in 2 minutes (about 3.5 minutes in all)
   soma demo --beds 4 --night-minutes 1
   soma demo --inject heater-stuck      the same night with bed 2's heater stuck on mid-night
   soma demo --inject root-loss --out /tmp/night

@@ -32,12 +32,13 @@ from .world import HAPTIC
 SAMPLE_PERIOD_MS = 100
 SYNCED = 1  # BeaconFlags bits
 IS_ROOT = 2
-_TELEMETRY = [leaf.path for leaf in codec.MESSAGES["telemetry"].fields]  # its flat values, in order
-_TELEMETRY_TICKS = _TELEMETRY.index("local_ticks_us")
-_TELEMETRY_GLOBAL = _TELEMETRY.index("global_time_us")
-_TELEMETRY_FLAGS = _TELEMETRY.index("sync_flags")
-_TELEMETRY_ROOT = _TELEMETRY.index("sync_root_id")
-_TELEMETRY_HEAP = _TELEMETRY.index("heap_used_bytes")
+# A telemetry field's index in the frame's flat values ("outputs_permille.3" for an array's item).
+TELEMETRY = {leaf.path: i for i, leaf in enumerate(codec.MESSAGES["telemetry"].fields)}
+_TELEMETRY_TICKS = TELEMETRY["local_ticks_us"]
+_TELEMETRY_GLOBAL = TELEMETRY["global_time_us"]
+_TELEMETRY_FLAGS = TELEMETRY["sync_flags"]
+_TELEMETRY_ROOT = TELEMETRY["sync_root_id"]
+_TELEMETRY_HEAP = TELEMETRY["heap_used_bytes"]
 
 
 def snapshot(items):
