@@ -22,6 +22,13 @@ _BEACON_IX_SANCTUARY_ID = const(0)
 _BEACON_IX_SEQ = const(3)
 _PROGRAM_CHUNK = const(1)
 _RADIO_BEACON = const(177)
+_RADIO_VERDICT_ACCEPTED = const(0)
+_RADIO_VERDICT_COUNT = const(6)
+_RADIO_VERDICT_FOREIGN = const(2)
+_RADIO_VERDICT_MALFORMED = const(1)
+_RADIO_VERDICT_OWN = const(5)
+_RADIO_VERDICT_REPLAYED = const(4)
+_RADIO_VERDICT_UNAUTHENTICATED = const(3)
 _TAG_LEN = const(8)
 # end of wire constants
 
@@ -30,12 +37,6 @@ _TRAILER = const(_TAG_LEN + 4)  # the tag, then the CRC-32
 _NO_SENDER = const(-1)
 _ZERO_TAG = bytes(_TAG_LEN)
 
-# Verdicts, in the order the checks run (the host's soma_protocol.auth uses the same).
-ACCEPTED = const(0)
-_MALFORMED = const(1)
-_FOREIGN = const(2)
-_UNAUTHENTICATED = const(3)
-REPLAYED = const(4)
 
 
 class HmacSha256:
@@ -69,24 +70,26 @@ def pack_signed(layout, mac, buf, values):
 
 class BeaconVerifier:
     """Checks received radio frames (beacons and program chunks) in order: shape and CRC,
-    sanctuary, tag, replay. The replay guard keeps the last (boot_epoch, seq) per sender in
+    sanctuary, tag, replay, and that the sender is not this bed itself (its own frames
+    played back to it, which no key is needed for). The replay guard keeps the last (boot_epoch, seq) per sender in
     fixed arrays; the least recently heard sender makes room for a new one when full.
     `mac` (the sanctuary key's HMAC) also signs this bed's own frames."""
 
-    def __init__(self, key, sanctuary_id, capacity=32):
+    def __init__(self, key, sanctuary_id, own_id=-1, capacity=32):
         self.mac = HmacSha256(key)
         self._sanctuary_id = sanctuary_id
+        self._own_id = own_id
         self._ids = array("i", [_NO_SENDER] * capacity)
         self._epochs = array("H", bytes(2 * capacity))
         self._seqs = array("I", bytes(4 * capacity))
         self._heard = array("I", bytes(4 * capacity))
         self._clock = 0
-        self.counts = array("I", bytes(4 * 5))  # per verdict
+        self.counts = array("I", bytes(4 * _RADIO_VERDICT_COUNT))  # per RadioVerdict
 
     def check(self, buf, length):
         """Return (verdict, values); values is None unless the frame is accepted. Beacons
         and chunks share their first fields (sanctuary, bed, boot epoch, seq)."""
-        verdict = _MALFORMED
+        verdict = _RADIO_VERDICT_MALFORMED
         values = None
         if length > _TRAILER:
             try:
@@ -94,22 +97,24 @@ class BeaconVerifier:
             except ProtocolError:
                 pass
         if values is not None:
-            verdict = _FOREIGN
+            verdict = _RADIO_VERDICT_FOREIGN
             if values[_BEACON_IX_SANCTUARY_ID] == self._sanctuary_id:
-                verdict = _UNAUTHENTICATED
+                verdict = _RADIO_VERDICT_UNAUTHENTICATED
                 at_tag = length - _TRAILER
                 digest = self.mac.digest(memoryview(buf)[:at_tag])
                 diff = 0
                 for i in range(_TAG_LEN):  # every byte whatever the first difference: timing tells nothing
                     diff |= digest[i] ^ buf[at_tag + i]
                 if diff == 0:
-                    verdict = ACCEPTED
-                    if not self._admit(
+                    verdict = _RADIO_VERDICT_ACCEPTED
+                    if values[_BEACON_IX_BED_ID] == self._own_id:
+                        verdict = _RADIO_VERDICT_OWN
+                    elif not self._admit(
                         values[_BEACON_IX_BED_ID], values[_BEACON_IX_BOOT_EPOCH], values[_BEACON_IX_SEQ]
                     ):
-                        verdict = REPLAYED
+                        verdict = _RADIO_VERDICT_REPLAYED
         self.counts[verdict] += 1
-        return verdict, values if verdict == ACCEPTED else None
+        return verdict, values if verdict == _RADIO_VERDICT_ACCEPTED else None
 
     def _admit(self, sender, epoch, seq):
         """True and remembered if (epoch, seq) is newer than anything from sender."""

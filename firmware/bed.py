@@ -182,7 +182,9 @@ class Bed:
         self.sensing.sample(sensors.raw[ADC_BCG])
         self.sensing.step()
         if ready:
-            self.supervisor.step(sensors.temps_mc, sensors.codes, sensors.window_faults, self.targets_mc)
+            self.supervisor.step(
+                sensors.temps_mc, sensors.codes, sensors.window_faults, sensors.currents_ma, self.targets_mc
+            )
             self._supervised_at = count
             if not self.booted and sensors.readings >= _SELF_TEST_READINGS:
                 self._service().boot_checks(self)
@@ -247,7 +249,7 @@ class Bed:
                 self._program_outputs(0, 0)
             return
         self._program_on = True
-        self.supervisor.refresh()  # a running program counts as the host's refresh (auto-off)
+        self.supervisor.refresh()  # a running program is an intent to heat (auto-off), within its duration
         onset = sanctuary.onset_us(now)
         if onset and onset != self._alarm_for and 0 < onset - now <= _ALARM_AHEAD_US:
             self._alarm_for = onset
@@ -364,6 +366,7 @@ class Bed:
             + [self.supervisor.latched, self.scheduler.overruns & 0xFFFFFFFF, self.scheduler.heap_used]
             + sync_report
             + list(self.sensing.epoch)
+            + [1 if self.supervisor.enabled else 0]
         )
 
     # ---- management requests (service.py) ------------------------------------------

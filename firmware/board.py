@@ -9,7 +9,10 @@ Board interface:
   adc.read(channel) -> int         raw 16-bit reading (read_u16 scale) of an ADC_* channel
   outputs.set(channel, permille)   OUT_* channel; drives are signed -1000 (cool)..+1000 (heat),
                                    the others 0..1000
-  outputs.all_off()                every output off at once (safety path: must not raise)
+  outputs.enable_heat(closed)      the heater enable relay in series with both H-bridges' supply
+                                   (rev B): open at power-up; only the safety supervisor closes it
+  outputs.all_off()                every output off and the relay open at once (safety path:
+                                   must not raise)
   watchdog.start(timeout_ms)       arm the hardware watchdog (cannot be stopped once armed)
   watchdog.feed()
   watchdog.hold()                  keep it fed in the background: the REPL has the console
@@ -51,6 +54,7 @@ OUT_CHANNELS = const(5)
 PIN_ADC = (1, 2, 3, 4, 5, 6)
 PIN_DRIVE_PWM = (10, 12)  # H-bridge PWM per zone
 PIN_DRIVE_HEAT = (11, 13)  # H-bridge direction per zone: 1 heats, 0 cools
+PIN_HEATER_ENABLE = 9  # relay driver: 1 closes the H-bridges' supply
 PIN_HAPTIC = 14
 PIN_WAKE_LIGHT = 15
 PIN_STATUS_LED = 48
@@ -66,8 +70,16 @@ ADC_FULL_SCALE = const(65_535)
 
 # Thermal drive: 120 W electrical at full drive per zone, from the 12 V supply.
 DRIVE_FULL_POWER_W = const(120)
-# Heater current sense: shunt amplifier, full ADC scale is 12 A.
+# Heater current sense: shunt amplifier on each H-bridge's heating leg, averaging over the PWM
+# period, full ADC scale is 12 A (cooling current does not pass it). Full heat draws 10 A.
 CURRENT_FULL_SCALE_MA = const(12_000)
+DRIVE_FULL_CURRENT_MA = const(10_000)
+# Bounds of a pad's heat balance, for the supervisor's stuck-heater rule: the most a
+# sleeper's body gives a pad, its loss to the room, the least heat full cooling removes per
+# watt drawn (a Peltier's COP falls with the temperature difference it works against).
+BODY_HEAT_MAX_W = const(40)
+PAD_LOSS_W_PER_K = const(4)
+COOLING_COP_MIN_PERMILLE = const(300)
 
 WATCHDOG_TIMEOUT_MS = const(2_000)
 

@@ -21,6 +21,7 @@ from board import (
     PIN_DRIVE_HEAT,
     PIN_DRIVE_PWM,
     PIN_HAPTIC,
+    PIN_HEATER_ENABLE,
     PIN_STATUS_LED,
     PIN_WAKE_LIGHT,
     PWM_DRIVE_HZ,
@@ -81,6 +82,7 @@ class Outputs:
     """Thermal drives (PWM plus direction), haptic and wake light PWM, status LED."""
 
     def __init__(self):
+        self._enable = _low_pin(PIN_HEATER_ENABLE)  # first: no supply to the H-bridges
         # Indexed by OUT_* channel: both drives, then haptic and wake light.
         self._pwm = [machine.PWM(_low_pin(n), freq=PWM_DRIVE_HZ, duty_u16=0) for n in PIN_DRIVE_PWM]
         self._pwm.append(machine.PWM(_low_pin(PIN_HAPTIC), freq=PWM_HAPTIC_HZ, duty_u16=0))
@@ -118,8 +120,15 @@ class Outputs:
             permille = 0
         pwm.duty_u16(permille * _DUTY_FULL // _PERMILLE)
 
+    def enable_heat(self, closed):
+        self._enable.value(1 if closed else 0)
+
     def all_off(self):
-        """Every output off; one failing output does not keep the others on."""
+        """Every output off and the relay open; one failing output does not keep the others on."""
+        try:
+            self._enable.value(0)
+        except (OSError, ValueError):
+            pass
         for pwm in self._pwm:
             try:
                 pwm.duty_u16(0)

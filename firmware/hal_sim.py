@@ -85,6 +85,7 @@ class WorldLink:
         self.adc = array("H", bytes(2 * ADC_CHANNELS))
         self.sensed = False  # the world has sent the ADC a reading
         self.outputs = [0] * OUT_CHANNELS
+        self.heat_enabled = 0  # the heater enable relay
         self.dirty = True
         self.watchdog_timeout_ms = 0
         self.watchdog_feeds = 0
@@ -167,7 +168,14 @@ class WorldLink:
             self.outputs[channel] = permille
             self.dirty = True
 
+    def enable_heat(self, closed):
+        closed = 1 if closed else 0
+        if self.heat_enabled != closed:
+            self.heat_enabled = closed
+            self.dirty = True
+
     def all_off(self):
+        self.heat_enabled = 0
         for channel in range(OUT_CHANNELS):
             self.outputs[channel] = 0
         self.send_actuators(force=True)
@@ -209,6 +217,7 @@ class WorldLink:
         values += [self.watchdog_timeout_ms, self.watchdog_feeds & 0xFFFFFFFF, self.watchdog_held]
         values.append(self.ticks_us())
         values.append(self.reset_requested)
+        values.append(self.heat_enabled)
         self._send(_SIM_ACTUATORS, values)
         self.dirty = False
         self._sent_at = now

@@ -27,6 +27,7 @@ def program_upload(bed, request):
     sanctuary = bed.sanctuary
     if not sanctuary.adopt(request):  # ValueError (bad program) -> bad_payload
         raise Refused(sanctuary.program.version if sanctuary.program else 0)  # it holds a newer one
+    bed.supervisor.refresh()  # a program's upload is an intent to heat
     bed.store_program(request)
     return [request[0], request[1]]
 

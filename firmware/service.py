@@ -41,6 +41,7 @@ _MESSAGE_ID_REPL_HANDBACK = const(15)
 _MESSAGE_ID_SELF_TEST = const(10)
 _MESSAGE_ID_SET_TARGETS = const(16)
 _MESSAGE_ID_TELEMETRY_CONTROL = const(13)
+_RADIO_VERDICT_ACCEPTED = const(0)
 _REBOOT_METHOD_WATCHDOG = const(1)
 _RECORD_FLAGS_CALIBRATION_CORRUPT = const(2)
 # end of wire constants
@@ -59,7 +60,6 @@ _NOT_PROVISIONED = const(0xFFFF)  # Refused detail: sanctuary requests need a ke
 
 
 def info(bed, request):
-    bed.supervisor.refresh()
     return [
         FIRMWARE_VERSION,
         bed.firmware_hash,
@@ -108,7 +108,8 @@ def bench_override(bed, request):
     low = -1000 if channel <= OUT_DRIVE_RIGHT else 0
     if not low <= level <= 1000:
         raise ValueError("level out of range")
-    bed.supervisor.refresh()
+    if channel <= OUT_DRIVE_RIGHT and level > 0 and duration_ms:
+        bed.supervisor.refresh()  # a bench heater step is an intent to heat
     if duration_ms == 0:
         bed.override_until[channel] = -1
         level = 0
@@ -155,7 +156,6 @@ def self_test(bed, request):
 
 
 def fault_clear(bed, request):
-    bed.supervisor.refresh()
     cleared, remaining = bed.supervisor.clear(request[0])
     if cleared:
         for zone in range(2):
@@ -185,7 +185,8 @@ def set_targets(bed, request):
         target = request[zone]
         if target and not config[_CONFIG_DATA_IX_SETPOINT_MIN_MC] <= target <= config[_CONFIG_DATA_IX_SETPOINT_MAX_MC]:
             raise Refused(zone + 1)
-    bed.supervisor.refresh()
+    if request[0] or request[1]:
+        bed.supervisor.refresh()  # a set point is an intent to heat; switching off is not
     bed.targets_mc[0], bed.targets_mc[1] = request[0], request[1]
     return []
 
@@ -206,8 +207,8 @@ def loop_stats(bed, request):
         loop.heap_used,
         gc.mem_free(),
         loop.alloc_bytes_per_s & 0xFFFFFFFF,
-        counts[0] if counts else 0,
-        (sum(counts) - counts[0]) if counts else 0,
+        counts[_RADIO_VERDICT_ACCEPTED] if counts else 0,
+        (sum(counts) - counts[_RADIO_VERDICT_ACCEPTED]) if counts else 0,
     ]
 
 

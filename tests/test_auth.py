@@ -36,7 +36,7 @@ def beacon(bed=2, epoch=1, seq=1, sanctuary=SANCTUARY, key=KEY):
 
 
 def both(firmware, beacons, capacity=32):
-    host = auth.BeaconVerifier(KEY, SANCTUARY, capacity)
+    host = auth.BeaconVerifier(KEY, SANCTUARY, capacity=capacity)
     host_verdicts = [host.check(b)[0] for b in beacons]
     fw = firmware.call(
         "verify", key=KEY.hex(), sanctuary_id=SANCTUARY, beacons=[b.hex() for b in beacons], capacity=capacity

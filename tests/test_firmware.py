@@ -14,10 +14,12 @@ import pytest
 from soma.management import fault_names
 from soma.mpexec import run_micropython
 from soma_protocol import schema
+from soma_protocol.auth import VERDICTS
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 HEAP = "256K"
+FAULT = {str(name): int(code) for name, code in schema.FaultCode.encmapping.items()}
 
 
 def scenario(call, tmp_path):
@@ -47,7 +49,8 @@ def test_overtemperature_trips_all_drive_at_once_and_clears_only_when_cool(tmp_p
     assert report["reading_at"] is not None
     assert report["off_at"] == report["reading_at"]  # the same 10 Hz reading
     assert "overtemp" in report["latched"]
-    overtemp_bit = 1
+    assert report["enabled_hot"] is False  # the relay is open: nothing the drive does can heat
+    overtemp_bit = 1 << FAULT["overtemp"]
     assert report["refused"][0][0] & overtemp_bit == 0  # not cleared while hot
     assert report["drive_while_latched"] == 0
     assert report["cleared"][0][0] & overtemp_bit
@@ -70,7 +73,7 @@ def test_pad_thermistor_open_or_short_turns_its_zone_off_within_half_a_second(tm
     assert report["zone_off_after"] <= 0.5
     assert report["latched"] == [fault]
     assert report["other_zone"] != 0  # the healthy zone keeps working
-    assert [sensor + 1, 1] in report["events"]  # reported as a fault event frame
+    assert [FAULT[fault], 1] in report["events"]  # reported as a fault event frame
 
 
 def test_ambient_thermistor_fault_is_reported(tmp_path):
@@ -87,11 +90,30 @@ def test_heating_without_rise_is_a_runaway(tmp_path):
 
 
 def test_leaving_the_band_after_settling_is_a_runaway(tmp_path):
+    # Settled at 30 degC, the heater goes: the sleeper alone keeps the pad at 27 degC.
     report = scenario(
-        "runaway('stuck', {'runaway_band_window_s': 60}, target_c=30, start_c=30, settle_s=600)", tmp_path
+        "runaway('disconnected', {'runaway_band_window_s': 60}, target_c=30, start_c=30, settle_s=600)", tmp_path
     )
-    assert "off_band_left" in report["latched"]
+    assert report["latched"] == ["off_band_left"]
     assert report["zone0"] == 0
+
+
+def test_a_shorted_bridge_is_caught_by_its_current_and_opens_the_relay(tmp_path):
+    report = scenario("stuck_heater()", tmp_path)
+    assert report["latched"] == ["stuck_left"]
+    assert report["detected_after"] <= 0.5
+    assert report["relay_open_after"] <= 0.5 and report["enabled"] is False
+    assert report["levels"][:2] == [0, 0]  # both zones: the relay feeds both H-bridges
+    assert report["max_pad_c"] < 31.0 and report["fuses"] == [False, False]
+
+
+def test_a_shorted_bridge_unseen_by_its_current_sense_is_caught_by_the_pad_rising(tmp_path):
+    # The pad rises while the supervisor cools it hard: heat it did not apply.
+    report = scenario("stuck_heater(sense=False)", tmp_path)
+    assert report["latched"] == ["stuck_left"]
+    assert report["detected_after"] <= 60
+    assert report["enabled"] is False
+    assert report["max_pad_c"] < 32.0 and report["fuses"] == [False, False]
 
 
 def test_frozen_reading_while_driving_is_a_runaway(tmp_path):
@@ -217,15 +239,18 @@ def test_only_authenticated_fresh_beacons_count_and_programs_stay_within_safety(
     report = scenario("radio_security()", tmp_path)
     # A forged lower root, another sanctuary's beacon and a corrupted one change nothing.
     assert report["root_alone"] == 2 and report["root_after_forgeries"] == 2
-    accepted, malformed, foreign, unauthenticated, replayed = report["counts"]
-    assert (malformed, foreign, unauthenticated) == (1, 1, 1)
+    counts = dict(zip(VERDICTS, report["counts"], strict=True))
+    assert (counts["malformed"], counts["foreign"], counts["unauthenticated"]) == (1, 1, 1)
     # The genuine beacon counts once; its replay is refused.
-    assert accepted == 1 and report["peers_after_genuine"] == 1 and replayed == 1
-    # A program signed without the key is never taken; the sanctuary's one is.
-    assert report["program_after_forgery"] is False and report["program"] == [9, 1]
-    # It asks for 45 degC: the set point range (13..40 degC) holds, and nothing trips.
-    assert report["target_mc"] == 45_000
-    assert report["hottest_c"] <= 40.5 and report["latched"] == []
+    assert counts["accepted"] == 1 and report["peers_after_genuine"] == 1 and counts["replayed"] == 1
+    # Its own five beacons played back: dropped and counted; no phantom peer, no grant lost.
+    assert counts["own"] == 5 and report["peers_after_own"] == 1
+    assert report["grant_after_own"][0] == report["grant_after_own"][1]
+    # A program signed without the key is never taken; a signed one at 45 degC neither (the
+    # firmware refuses a phase outside 13..40 degC whoever sends it); one at 35 degC is.
+    assert report["program_after_forgery"] is False and report["program_at_45"] is False
+    assert report["program"] == [9, 2] and report["target_mc"] == 35_000
+    assert report["hottest_c"] <= 35.5 and report["latched"] == []
 
 
 def test_a_sleeper_in_bed_goes_on_air_as_occupancy_and_readiness_only(tmp_path):
@@ -237,8 +262,9 @@ def test_a_sleeper_in_bed_goes_on_air_as_occupancy_and_readiness_only(tmp_path):
     assert late and {str(b.occupancy) for b in late} == {"occupied"}
     assert {str(b.wake_readiness) for b in late} <= {"light", "deep"}
     # The vitals themselves stay on the bed's own line (telemetry): 60 bpm, 15 breaths a minute.
-    names = [subcon.name for subcon in schema.Telemetry.subcons[-7:]]
-    sleep = dict(zip(names, report["telemetry"][-7:], strict=True))
+    names = [subcon.name for subcon in schema.Telemetry.subcons]
+    names[names.index("outputs_permille") : names.index("outputs_permille") + 1] = ["output"] * 5
+    sleep = dict(zip(names, report["telemetry"], strict=True))
     assert sleep["sleep_epoch"] == 2 and sleep["occupancy"] == 2 and sleep["movement_s"] == 0
     assert sleep["vitals_valid"] == 3 and sleep["sleep_state"] in (2, 3)
     assert abs(sleep["heart_bpm_x10"] - 600) <= 10 and abs(sleep["breaths_per_min_x10"] - 150) <= 5

@@ -11,10 +11,10 @@ from collections import OrderedDict
 from .codec import ProtocolError
 from .fast import FixedLayout
 from .ir import all_messages
-from .schema import TAG_LEN
+from .schema import TAG_LEN, RadioVerdict
 
-# Verdicts in check order; the indexes match the firmware's constants.
-VERDICTS = ("accepted", "malformed", "foreign", "unauthenticated", "replayed")
+# The schema's RadioVerdict names, indexed by value (the firmware counts by them too).
+VERDICTS = tuple(str(name) for name, _ in sorted(RadioVerdict.encmapping.items(), key=lambda item: int(item[1])))
 
 BEACON = FixedLayout("beacon")
 _FIELDS = [leaf.path for leaf in all_messages()["beacon"].fields]
@@ -55,11 +55,13 @@ class ReplayGuard:
 
 
 class BeaconVerifier:
-    """Checks beacons in order: shape and CRC, sanctuary, tag, replay."""
+    """Checks beacons in order: shape and CRC, sanctuary, tag, the receiver's own bed id
+    (when it is a bed: `own_id`), replay."""
 
-    def __init__(self, key, sanctuary_id, capacity=32):
+    def __init__(self, key, sanctuary_id, own_id=None, capacity=32):
         self._key = bytes(key)
         self._sanctuary_id = sanctuary_id
+        self._own_id = own_id
         self._guard = ReplayGuard(capacity)
         self.counts = dict.fromkeys(VERDICTS, 0)
 
@@ -75,6 +77,8 @@ class BeaconVerifier:
             verdict = "foreign"
         elif not hmac.compare_digest(beacon_tag(self._key, data[:TAG_AT]), values[-1]):
             verdict = "unauthenticated"
+        elif values[_BED] == self._own_id:
+            verdict = "own"
         elif not self._guard.admit(values[_BED], values[_EPOCH], values[_SEQ]):
             verdict = "replayed"
         else:

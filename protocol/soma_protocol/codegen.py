@@ -256,12 +256,16 @@ class _Table(dict):
 
 def constants():
     """Every generated constant: NAME -> int."""
+    import construct as cs
+
     out = _Table(PROTOCOL_HASH=ir.protocol_hash())
     for name, value in schema.CONSTANTS.items():
         out[name] = value
     for enum_name, node in schema.ENUMS.items():
         for member, value in _enum_values(node):
             out[_const_name(enum_name, member)] = value
+        if not isinstance(node, cs.FlagsEnum):  # how many members: arrays indexed by them
+            out[_const_name(enum_name, "count")] = len(node.encmapping)
     for name, index in layout_ids().items():
         out[name.upper()] = index
     out["ERROR_LAYOUT"] = layout_ids()[_payload_names()[id(schema.ERROR_PAYLOAD)]]

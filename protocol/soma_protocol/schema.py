@@ -198,6 +198,21 @@ ConfigData = Struct(
     "power_budget_w" / Int16ul,
 )
 
+# SPEC §3 limits, enforced by the firmware whoever writes to it and checked by the host
+# before it sends: no configuration, program or calibration outside them is taken.
+SETPOINT_MIN_MC = 13_000
+SETPOINT_MAX_MC = 40_000
+TRIP_MAX_MC = 42_000  # the hard trip: a configuration may lower it, never raise it
+PAD_PHYSICAL_MIN_MC = -20_000  # a pad reading outside this range is a sensor fault, whatever
+PAD_PHYSICAL_MAX_MC = 80_000  # the configuration's ADC window says
+AUTO_OFF_MAX_MIN = 720  # heating goes off 12 h after the last intent to heat
+PROGRAM_DURATION_MAX_S = 12 * 3600  # a longer program is refused (market practice)
+# A calibration curve farther than this from the nominal thermistor anywhere between the
+# two temperatures is refused: R25 +-5 % and B +-2 % is about +-1.5 K, so a sound unit passes.
+CALIBRATION_DEVIATION_MAX_MK = 3_000
+CALIBRATION_CHECK_LOW_MC = 10_000
+CALIBRATION_CHECK_HIGH_MC = 45_000
+
 ComfortData = Struct(
     "setpoint_left_mc" / Int32sl,
     "setpoint_right_mc" / Int32sl,
@@ -480,6 +495,7 @@ Telemetry = Struct(
     "heart_bpm_x10" / Int16ul,  # 0 unless vitals_valid.heart
     "vitals_valid" / VitalsValid,
     "sleep_state" / SleepState,
+    "heater_enable" / Int8ul,  # 1: the supervisor holds the heater enable relay closed
 )
 
 # Safety supervisor faults (firmware/safety.py). Fault masks in info and telemetry have
@@ -499,7 +515,22 @@ FaultCode = Enum(
     deadman=10,  # the drive not refreshed for 3 s: all drive off
     auto_off=11,  # 12 h without a program or host refresh: heating off
     self_test=12,  # boot self-checks failed: drive never armed
+    stuck_left=13,  # heater current beyond the heat applied, or a pad rising while cooled: relay open
+    stuck_right=14,
 )
+# Faults that cut every thermal drive and open the heater enable switch (SB-1 rev B): the
+# switch is in series with both H-bridges, so a zone's stuck heater takes both zones.
+ALL_DRIVE_FAULTS = ("overtemp", "deadman", "self_test", "stuck_left", "stuck_right")
+
+
+def _fault_mask(names):
+    return sum(1 << int(FaultCode.encmapping[name]) for name in names)
+
+
+FAULT_MASK_ALL_DRIVE = _fault_mask(ALL_DRIVE_FAULTS)
+# Each zone's own faults: those named for its side.
+FAULT_MASK_LEFT = _fault_mask(name for name in FaultCode.encmapping if name.endswith("_left"))
+FAULT_MASK_RIGHT = _fault_mask(name for name in FaultCode.encmapping if name.endswith("_right"))
 
 FaultEvent = Struct(
     "code" / FaultCode,
@@ -618,6 +649,19 @@ Occupancy = Enum(Int8ul, unknown=0, empty=1, occupied=2)
 # Coarse sleep summary only: no raw vitals leave the bed (privacy).
 WakeReadiness = Enum(Int8ul, unknown=0, awake=1, light=2, deep=3, moving=4)
 
+# What a bed makes of a received radio frame. The checks run: shape and CRC, sanctuary, tag,
+# then a frame that claims the receiver's own bed id (its own frame played back to it) is
+# "own" before the replay guard sees it.
+RadioVerdict = Enum(
+    Int8ul,
+    accepted=0,
+    malformed=1,
+    foreign=2,
+    unauthenticated=3,
+    replayed=4,
+    own=5,
+)
+
 BeaconFlags = FlagsEnum(
     Int8ul,
     synced=1,
@@ -702,6 +746,7 @@ SimActuators = Struct(
     "watchdog_held" / Int8ul,  # the REPL has the console: the simulator keeps the watchdog fed
     "local_ticks_us" / Int32ul,
     "reset_requested" / Int8ul,  # 1: the firmware asks for a hard reset; 2: its power was cut
+    "heater_enable" / Int8ul,  # 1: the heater enable relay is closed (the H-bridges have supply)
 )
 
 # World -> bed: what the simulator does to the unit's hardware from outside.
@@ -759,6 +804,19 @@ CONSTANTS = {
     "SIM_KIND_ACTUATORS": SIM_KIND_ACTUATORS,
     "SIM_KIND_RADIO": SIM_KIND_RADIO,
     "SIM_KIND_CONTROL": SIM_KIND_CONTROL,
+    "SETPOINT_MIN_MC": SETPOINT_MIN_MC,
+    "SETPOINT_MAX_MC": SETPOINT_MAX_MC,
+    "TRIP_MAX_MC": TRIP_MAX_MC,
+    "PAD_PHYSICAL_MIN_MC": PAD_PHYSICAL_MIN_MC,
+    "PAD_PHYSICAL_MAX_MC": PAD_PHYSICAL_MAX_MC,
+    "AUTO_OFF_MAX_MIN": AUTO_OFF_MAX_MIN,
+    "PROGRAM_DURATION_MAX_S": PROGRAM_DURATION_MAX_S,
+    "CALIBRATION_DEVIATION_MAX_MK": CALIBRATION_DEVIATION_MAX_MK,
+    "CALIBRATION_CHECK_LOW_MC": CALIBRATION_CHECK_LOW_MC,
+    "CALIBRATION_CHECK_HIGH_MC": CALIBRATION_CHECK_HIGH_MC,
+    "FAULT_MASK_ALL_DRIVE": FAULT_MASK_ALL_DRIVE,
+    "FAULT_MASK_LEFT": FAULT_MASK_LEFT,
+    "FAULT_MASK_RIGHT": FAULT_MASK_RIGHT,
 }
 
 # Enumerations whose names the firmware and host tools refer to.
@@ -775,6 +833,7 @@ ENUMS = {
     "SleepState": SleepState,
     "VitalsValid": VitalsValid,
     "BeaconFlags": BeaconFlags,
+    "RadioVerdict": RadioVerdict,
     "AutotuneState": AutotuneState,
     "FaultCode": FaultCode,
     "BootState": BootState,

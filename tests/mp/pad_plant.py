@@ -1,5 +1,6 @@
 """The pad model (host/soma/sim/pad_model.py, shared with the simulator) wired to the
-scripted board: outputs in, ADC codes out, stepped at 10 Hz of virtual time."""
+scripted board: outputs and the heater enable relay in, ADC codes out, stepped at 10 Hz of
+virtual time."""
 
 from pad_model import PadModel
 
@@ -19,7 +20,8 @@ class PadPlant(PadModel):
             return
         seconds = 0.0 if self._last_us is None else (now_us - self._last_us) / 1e6
         self._last_us = now_us
-        levels = self.board.outputs.levels
-        codes = self.step(seconds, levels)
+        outputs = self.board.outputs
+        self.enable = outputs.heat_enabled  # the relay the firmware drives
+        codes = self.step(seconds, outputs.levels)
         for channel in range(6):
             self.board.adc.codes[channel] = codes[channel]

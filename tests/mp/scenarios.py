@@ -117,22 +117,42 @@ def boot_with_open_sensor():
     )
 
 
+class HotWaterBottle:
+    """Heat from outside the bed's drive (a hot-water bottle on the left pad): no relay, fuse
+    or supervisor can switch it off; the pad warms as `watts` would warm it."""
+
+    def __init__(self, plant, watts):
+        self.plant = plant
+        self.watts = watts
+        self._last_us = 0
+
+    def __call__(self, now_us):
+        from pad_model import CAPACITY_J_PER_K
+
+        self.plant.pad_c[0] += self.watts * (now_us - self._last_us) / 1e6 / CAPACITY_J_PER_K
+        self._last_us = now_us
+
+
 def overtemp():
     board, plant, bed = _make(start_c=30.0)
     bed.targets_mc[0] = bed.targets_mc[1] = 30 * MS
     h.run(board, plant, bed, 120)  # settled
-    plant.inject("stuck", 0)  # zone 0's H-bridge conducts whatever the firmware says
+    bottle = HotWaterBottle(plant, 250.0)
+    bottle(board.clock.now_us)
     reading = Watch(lambda: max(bed.sensors.temps_mc[0], bed.sensors.temps_mc[1]) >= 42 * MS)
     off = Watch(lambda: reading.at is not None and board.outputs.levels[0] == 0 and board.outputs.levels[1] == 0)
-    h.run(board, plant, bed, 900, lambda now: (reading(now), off(now)))
+    for _ in range(900):  # until the first reading at the trip
+        h.run(board, plant, bed, 1, lambda now: (bottle(now), reading(now), off(now)))
+        if reading.at is not None:
+            break
     latched_hot = _latched_names(bed)
+    enabled_hot = board.outputs.heat_enabled
     h.request(board, 7, _MESSAGE_ID_FAULT_CLEAR, [1 << _FAULT_CODE_OVERTEMP])
-    h.run(board, plant, bed, 0.1)
+    h.run(board, plant, bed, 0.1, bottle)
     refused = [v for k, s, m, v in h.replies(board) if s == 7]
-    plant.heal("stuck", 0)
-    h.run(board, plant, bed, 3600)  # cools: drive stays off while latched
+    h.run(board, plant, bed, 3600)  # the bottle is gone; the pad cools: drive stays off while latched
     drive_while_latched = max(abs(board.outputs.levels[0]), abs(board.outputs.levels[1]))
-    h.request(board, 8, _MESSAGE_ID_FAULT_CLEAR, [1 << _FAULT_CODE_OVERTEMP])
+    h.request(board, 8, _MESSAGE_ID_FAULT_CLEAR, [0xFFFFFFFF])
     h.run(board, plant, bed, 30)
     frames = h.replies(board)
     cleared = [v for k, s, m, v in frames if s == 8]
@@ -140,6 +160,7 @@ def overtemp():
         reading_at=reading.at,
         off_at=off.at,
         latched=latched_hot,
+        enabled_hot=enabled_hot,
         refused=refused,
         cleared=cleared,
         drive_while_latched=drive_while_latched,
@@ -184,6 +205,32 @@ def runaway(kind, config=None, target_c=35.0, start_c=25.0, settle_s=0, seconds=
         zone0=board.outputs.levels[0],
         zone1=board.outputs.levels[1],
         max_pad_c=plant.max_pad_c,
+    )
+
+
+def stuck_heater(sense=True, target_c=30.0):
+    """Settled at target_c, then zone 0's H-bridge shorts (and, unless `sense`, its current
+    sense reads nothing): when the supervisor latched it and opened the relay, how hot the
+    true pad got."""
+    board, plant, bed = _make(start_c=target_c)
+    bed.targets_mc[0] = bed.targets_mc[1] = int(target_c * MS)
+    h.run(board, plant, bed, 120)
+    injected = board.clock.now_us / 1e6
+    plant.inject("bridge_short", 0)
+    if not sense:
+        plant.inject("sense_open", 0)
+    caught = Watch(lambda: bool(bed.supervisor.latched))
+    opened = Watch(lambda: not board.outputs.heat_enabled)
+    plant.max_pad_c = plant.pad_c[0]
+    h.run(board, plant, bed, 600, lambda now: (caught(now), opened(now)))
+    h.report(
+        detected_after=None if caught.at is None else caught.at - injected,
+        relay_open_after=None if opened.at is None else opened.at - injected,
+        latched=_latched_names(bed),
+        enabled=board.outputs.heat_enabled,
+        levels=board.outputs.levels,
+        max_pad_c=plant.max_pad_c,
+        fuses=plant.fuse_blown,
     )
 
 
@@ -593,8 +640,15 @@ def radio_security():
     inbox.append(genuine)  # the same frame again: a replay
     h.run(board, plant, bed, 0.5)
     report["peers_after_genuine"] = peers
-    report["counts"] = list(verifier.counts)  # accepted, malformed, foreign, unauthenticated, replayed
-    # A program at 45 degC: signed by a forger, then by the sanctuary.
+    # The bed's own beacons played back to it (no key needed): dropped, no peer appears.
+    h.run(board, plant, bed, 2)  # five beacons on air by now
+    grant = sanctuary.grant_w
+    inbox.extend(data for _, data in board.radio.sent[-5:])
+    h.run(board, plant, bed, 3)
+    report["peers_after_own"] = sum(1 for slot in sanctuary.peer_ids if slot >= 0)
+    report["grant_after_own"] = [grant, sanctuary.grant_w]
+    report["counts"] = list(verifier.counts)  # RadioVerdict order
+    # A program at 45 degC: signed by a forger, then by the sanctuary; then one at 35 degC.
     phase = bytearray(14)
     wire.pack(_PROGRAM_PHASE, phase, 0, [0, 2, 45_000, 0, 0, 0])  # absolute 45 degC from the start
     program = [9, 1, now, 3600, 0, 2, 3000, 0, 60, 1000, 0, 0, 1, bytes(phase)]
@@ -602,6 +656,11 @@ def radio_security():
     h.run(board, plant, bed, 2)
     report["program_after_forgery"] = sanctuary.program is not None
     inbox.extend(_program_chunks(good, 3, 10, program))
+    h.run(board, plant, bed, 2)
+    report["program_at_45"] = sanctuary.program is not None
+    wire.pack(_PROGRAM_PHASE, phase, 0, [0, 2, 35_000, 0, 0, 0])
+    program = [9, 2, now, 3600, 0, 2, 3000, 0, 60, 1000, 0, 0, 1, bytes(phase)]
+    inbox.extend(_program_chunks(good, 3, 30, program))
     hottest = [0.0]
 
     def watch(now_us):

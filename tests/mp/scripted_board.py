@@ -78,6 +78,10 @@ class Outputs:
         self.levels = [0] * OUT_CHANNELS
         self.peak = [0] * OUT_CHANNELS  # largest |level| ever set, per channel
         self.all_off_calls = 0
+        self.heat_enabled = False  # the heater enable relay
+
+    def enable_heat(self, closed):
+        self.heat_enabled = bool(closed)
 
     def set(self, channel, permille):
         self.levels[channel] = permille
@@ -86,6 +90,7 @@ class Outputs:
 
     def all_off(self):
         self.all_off_calls += 1
+        self.heat_enabled = False
         for channel in range(OUT_CHANNELS):
             self.set(channel, 0)
 

@@ -139,7 +139,9 @@ def _fault_verb(op, summary):
 
 
 fault = _fault_verb(
-    "fault", "Inject a fault: thermistor open/short/frozen (sensor 0..2) or heater disconnected/stuck (zone 0..1)."
+    "fault",
+    "Inject a fault: thermistor open/short/frozen (sensor 0..2), or a zone's heater disconnected, its H-bridge"
+    " shorted (bridge_short: full heat while it has supply) or its current sense open (sense_open) (zone 0..1).",
 )
 heal = _fault_verb("heal", "Remove an injected fault.")
 

@@ -24,6 +24,7 @@ import wire_codec
 _BEACON = const(0)
 _BEACON_SIZE = const(62)
 _FRAME_BODY_MAX = const(340)
+_RADIO_VERDICT_ACCEPTED = const(0)
 # end of wire constants
 
 
@@ -89,7 +90,9 @@ def op_hmac(req):
 
 
 def op_verify(req):
-    verifier = beacon_auth.BeaconVerifier(unhexlify(req["key"]), req["sanctuary_id"], req.get("capacity", 32))
+    verifier = beacon_auth.BeaconVerifier(
+        unhexlify(req["key"]), req["sanctuary_id"], req.get("own_id", -1), req.get("capacity", 32)
+    )
     verdicts = []
     for item in req["beacons"]:
         data = unhexlify(item)
@@ -107,14 +110,14 @@ def op_sign(req):
 def op_bench_verify(req):
     """Median microseconds to decode and authenticate one beacon (fresh seq each time)."""
     key = unhexlify(req["key"])
-    verifier = beacon_auth.BeaconVerifier(key, req["sanctuary_id"], 32)
+    verifier = beacon_auth.BeaconVerifier(key, req["sanctuary_id"])
     beacons = [unhexlify(item) for item in req["beacons"]]
     times = []
     for data in beacons:
         start = time.ticks_us()
         verdict = verifier.check(data, len(data))[0]
         times.append(time.ticks_diff(time.ticks_us(), start))
-        if verdict != beacon_auth.ACCEPTED:
+        if verdict != _RADIO_VERDICT_ACCEPTED:
             raise ValueError("benchmark beacon rejected: verdict %d" % verdict)
     times.sort()
     return times[len(times) // 2]

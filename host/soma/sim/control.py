@@ -20,7 +20,9 @@ from .pad_model import PadModel
 from .recorder import BcgRecorder
 from .virtual_bed import HARD, POWER_ON
 
-FAULT_KINDS = ("open", "short", "frozen", "disconnected", "stuck")
+SENSOR_FAULTS = ("open", "short", "frozen")  # sensors 0..2
+ZONE_FAULTS = ("disconnected", "bridge_short", "sense_open")  # zones 0..1
+FAULT_KINDS = SENSOR_FAULTS + ZONE_FAULTS
 RESET_CAUSES = {"hard": HARD, "power": POWER_ON}
 
 
@@ -113,7 +115,7 @@ class ControlServer:
                 kind, index = request.get("kind"), request.get("index")
                 if kind not in FAULT_KINDS:
                     raise ControlError(f"kind must be one of {', '.join(FAULT_KINDS)}")
-                if not isinstance(index, int) or not 0 <= index < (3 if kind in ("open", "short", "frozen") else 2):
+                if not isinstance(index, int) or not 0 <= index < (3 if kind in SENSOR_FAULTS else 2):
                     raise ControlError("index: sensor 0..2 (pad left, pad right, ambient) or zone 0..1")
                 model: PadModel = bed.world.model
                 (model.inject if op == "fault" else model.heal)(kind, index)

@@ -95,6 +95,7 @@ class BedWorld:
         self.model = PadModel(room_c=room_c, r25=unit.r25, beta=unit.beta)
         self.model.adc_gain = unit.adc_gain
         self.model.adc_offset = unit.adc_offset
+        self.model.enable = False  # the relay is open at power-up; the firmware closes it
         self.outputs = [0] * schema.OUTPUT_CHANNELS
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
@@ -194,6 +195,7 @@ class BedWorld:
                     self._fed_at = now
                 self._feeds, self.watchdog_timeout_ms, self.watchdog_held = feeds, timeout_ms, held
                 self.reset_requested = values[10]  # 1: reset line, 2: power cut
+                self.model.enable = bool(values[11])
             elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
                 ticks, payload = codec.decode("sim_radio", data)
                 self.radio_out.append((self.host_time(ticks, now), payload))
@@ -221,6 +223,7 @@ class BedWorld:
         self._feeds = None
         self._fed_at = now
         self.outputs = [0] * schema.OUTPUT_CHANNELS
+        self.model.enable = False
         self._bed_address = None
 
     def close(self):
