@@ -18,12 +18,16 @@ from soma_protocol.auth import VERDICTS
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
-HEAP = "256K"
+HEAP = "384K"
 FAULT = {str(name): int(code) for name, code in schema.FaultCode.encmapping.items()}
 
 
-def scenario(call, tmp_path):
+def scenario(call, tmp_path, breaches=0):
+    """Run a scenario; the safety oracle watching every bed in it must see `breaches` (none
+    unless a test forces one)."""
     report = run_micropython(f"import scenarios; scenarios.{call}", heap=HEAP, cwd=tmp_path)
+    verdicts = report.pop("oracle")
+    assert sum(verdict["breaches"] for verdict in verdicts) == breaches, verdicts
     for key in ("latched", "after_clear"):
         if key in report:
             report[key] = fault_names(report[key])

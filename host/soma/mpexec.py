@@ -14,7 +14,7 @@ from . import paths
 from .firmware_build import compile_tree
 
 MP_HELPERS = paths.REPO / "tests" / "mp"
-SHARED_MODELS = paths.REPO / "host" / "soma" / "sim"  # pad_model.py runs under MicroPython too
+SHARED_MODELS = paths.REPO / "host" / "soma" / "sim"  # pad_model.py and safety_oracle.py run under MicroPython too
 _compiled = {}
 
 
@@ -29,7 +29,7 @@ def compiled_tree():
         atexit.register(shutil.rmtree, out, ignore_errors=True)
         compile_tree(out)
         compile_tree(out, MP_HELPERS)
-        compile_tree(out, SHARED_MODELS, only=("pad_model.py",))
+        compile_tree(out, SHARED_MODELS, only=("pad_model.py", "safety_oracle.py"))
         _compiled["dir"] = out
     return _compiled["dir"]
 

@@ -1,4 +1,6 @@
-"""Build a Bed on the scripted board with a pad plant, and talk to it in management frames."""
+"""Build a Bed on the scripted board with a pad plant (and its safety oracle), and talk to it
+in management frames. Every report carries the oracles' verdicts (ORACLES): what the host
+asks for heat is told to the bed's oracle as an intent."""
 
 import json
 
@@ -15,13 +17,23 @@ _ERROR_LAYOUT = const(37)
 _FRAME = const(3)
 _FRAME_KIND_ERROR = const(5)
 _FRAME_KIND_REQUEST = const(1)
+_MESSAGE_ID_AUTOTUNE = const(17)
+_MESSAGE_ID_BENCH_OVERRIDE = const(9)
+_MESSAGE_ID_PROGRAM_UPLOAD = const(19)
+_MESSAGE_ID_SET_TARGETS = const(16)
+_OUTPUT_CHANNEL_DRIVE_RIGHT = const(1)
 # end of wire constants
+
+ORACLES = []  # every bed's oracle made in this run, for the report
 
 
 def make(root="", **plant_options):
     board = ScriptedBoard(root)
     plant = PadPlant(board, **plant_options)
     bed = bed_module.Bed(board)
+    plant.reported = lambda: bed.supervisor.latched
+    board.plant = plant
+    ORACLES.append(plant.oracle)
     bed.start()
     return board, plant, bed
 
@@ -37,8 +49,19 @@ def run(board, plant, bed, seconds, each=None):
     board.run(bed, seconds, every)
 
 
+def _asks_for_heat(msg, values):
+    if msg == _MESSAGE_ID_SET_TARGETS:
+        return bool(values[0] or values[1])
+    if msg == _MESSAGE_ID_BENCH_OVERRIDE:
+        return values[0] <= _OUTPUT_CHANNEL_DRIVE_RIGHT and values[1] > 0 and values[2] > 0
+    return msg == _MESSAGE_ID_PROGRAM_UPLOAD or msg == _MESSAGE_ID_AUTOTUNE
+
+
 def request(board, seq, msg, values):
     """Queue one request frame on the console."""
+    plant = getattr(board, "plant", None)
+    if plant is not None and _asks_for_heat(msg, values):
+        plant.oracle.intent(board.clock.now_us / 1e6)
     payload = bytearray(600)
     size = wire.pack(wire.management_layout(_FRAME_KIND_REQUEST, msg), payload, 0, values)
     body = bytearray(600)
@@ -66,4 +89,5 @@ def replies(board):
 
 
 def report(**results):
+    results["oracle"] = [oracle.summary() for oracle in ORACLES]
     print(json.dumps(results))
