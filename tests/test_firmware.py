@@ -11,7 +11,7 @@ import hashlib
 
 import pytest
 
-from soma.management import fault_names
+from soma.management import FAULT_CODES, fault_names
 from soma.mpexec import run_micropython
 from soma_protocol import schema
 from soma_protocol.auth import VERDICTS
@@ -19,7 +19,7 @@ from soma_protocol.auth import VERDICTS
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 HEAP = "384K"
-FAULT = {str(name): int(code) for name, code in schema.FaultCode.encmapping.items()}
+FAULT = FAULT_CODES
 
 
 def scenario(call, tmp_path, breaches=0):
@@ -141,8 +141,34 @@ def test_watchdog_is_fed_only_by_a_healthy_loop(tmp_path):
     assert report["stall_s"] > 2.0  # long enough for the 2 s watchdog to reset the board
 
 
-def test_heating_auto_off_without_refresh(tmp_path):
-    report = scenario("auto_off()", tmp_path)  # auto_off_min = 1 for the test
+def test_set_point_changes_cannot_keep_the_band_rule_from_counting(tmp_path):
+    # Every change of set point used to restart the band rule: a runaway stayed unseen by it.
+    report = scenario("band_with_restless_setpoints()", tmp_path)
+    assert report["latched"] == ["off_band_left"]  # before no_rise's 300 s window
+    assert report["detected_after"] <= 1000  # the pad leaves the band ~820 s in, then 60 s
+
+
+def test_nothing_written_to_a_unit_can_blind_or_switch_off_a_rule(tmp_path):
+    report = scenario("refusals()", tmp_path)
+    response, refused, bad_payload = 2, 4, 3
+    answers = {name: tuple(answer) for name, answer in report["answers"].items()}
+    assert answers == {
+        "calibration ~15 K low": (5, refused),  # would read 15 K low: the trip blinded
+        "calibration 1.5 K high": (response, None),  # a unit's own tolerance: taken
+        "adc_open_above 65535": (5, bad_payload),  # an open thermistor would read as a temperature
+        "adc_short_below 0": (5, bad_payload),
+        "trip 43 degC": (5, bad_payload),
+        "program at 45 degC": (5, bad_payload),
+        "program of 12 h 1 s": (5, bad_payload),
+        "program at 35 degC": (response, None),
+    }
+    assert report["calibration_state"] == int(schema.CalibrationState.encmapping["staged"])  # the honest one
+    assert report["config_saved"] is False
+
+
+def test_heating_auto_off_without_an_intent_to_heat(tmp_path):
+    # auto_off_min = 1 for the test; the host only reads after its one set point.
+    report = scenario("auto_off()", tmp_path)
     assert 60 <= report["off_at"] <= 61
     assert report["drive_when_off"] <= 0
     assert report["drive_after_refresh"] > 0

@@ -22,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from soma_protocol import codec
+from soma_protocol import codec, schema
 
 from .errors import SomaError
-from .management import ALL_FAULTS, fault_names
+from .management import ALL_FAULTS, DeviceError, fault_names
 
 SET_POINTS_C = (15.0, 22.0, 29.0, 36.0, 42.0)
 SENSORS = ("pad_left", "pad_right", "ambient")
@@ -329,7 +329,18 @@ def bcg_gain(amplitude, reference=BCG_REFERENCE_CODES):
 
 def commit_record(client, values):
     """Write, commit and read back the calibration record; its generation and stored fields."""
-    client.request("calibration_write", values, timeout=5)
+    try:
+        client.request("calibration_write", values, timeout=5)
+    except DeviceError as exc:
+        if exc.code != "refused":
+            raise
+        # The firmware takes no curve that strays this far from the nominal NTC: it could blind the trip.
+        raise SomaError(
+            f"{SENSORS[exc.detail - 1] if 0 < exc.detail <= len(SENSORS) else 'a sensor'}: the fitted curve is more "
+            f"than {schema.CALIBRATION_DEVIATION_MAX_MK / 1000:g} degC from the nominal thermistor between "
+            f"{schema.CALIBRATION_CHECK_LOW_MC // 1000} and {schema.CALIBRATION_CHECK_HIGH_MC // 1000} degC, and "
+            "the unit refused it (a wrong or miswired thermistor, or a bath out of its own calibration): not committed"
+        ) from None
     generation = client.request("calibration_commit", timeout=10)[0]
     stored = codec.nest("calibration_read_response", client.request("calibration_read", timeout=5))
     written = codec.nest("calibration_data", values)

@@ -61,7 +61,7 @@ HAPTIC_NAMES = {value: name for name, value in HAPTICS.items()}
 
 ID_RANGE = (1, 0xFFFF)  # id 0 is a bed without a program
 VERSION_RANGE = (1, 0xFFFF)
-PAD_RANGE_C = (13.0, 40.0)  # the safety supervisor's set point clamp (SPEC §3)
+PAD_RANGE_C = (schema.SETPOINT_MIN_MC / 1000, schema.SETPOINT_MAX_MC / 1000)  # the firmware refuses others
 PAD_OFFSET_RANGE_C = (-10.0, 10.0)
 BEDS_RANGE = (1, 0xFF)
 U16 = 0xFFFF
@@ -152,7 +152,7 @@ def from_data(data, where="program"):
     name = data.get("name", "")
     if not isinstance(name, str):
         raise ProgramError(f"{where}: name must be text")
-    duration_s = _duration(data, "duration", where, 1, U32)
+    duration_s = _duration(data, "duration", where, 1, schema.PROGRAM_DURATION_MAX_S)  # longer: refused
     budget_w = _integer(data, "budget_w", where, 0, U16) if "budget_w" in data else 0
     beds = _integer(data, "beds", where, *BEDS_RANGE) if "beds" in data else 1
     ushering = _ushering(data["ushering"], f"{where}: ushering", duration_s)
@@ -260,7 +260,7 @@ def _duration(data, key, where, low_s, high_s):
     except ValueError as exc:
         raise ProgramError(f"{where}: {key} {exc}") from None
     if not low_s <= seconds <= high_s:
-        raise ProgramError(f"{where}: {key} {data[key]!r} must be {low_s}..{high_s} s")
+        raise ProgramError(f"{where}: {key} {data[key]!r} must be {format_duration(low_s)}..{format_duration(high_s)}")
     return seconds
 
 

@@ -8,7 +8,7 @@ import click
 # Faults fault_clear never clears (firmware/safety.py), and what does.
 NOT_BY_REQUEST = {
     "self_test": "cleared only by a reboot whose self-checks pass",
-    "auto_off": "clears by itself at the next reading: this request refreshed the unit",
+    "auto_off": "clears by itself at the next intent to heat: a set point, a program, an autotune (reads never do)",
 }
 
 EPILOG = """\b
