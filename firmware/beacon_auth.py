@@ -38,7 +38,6 @@ _NO_SENDER = const(-1)
 _ZERO_TAG = bytes(_TAG_LEN)
 
 
-
 class HmacSha256:
     """HMAC-SHA256 (RFC 2104) with the padded key blocks computed once."""
 

@@ -1,6 +1,6 @@
 """Build a Bed on the scripted board with a pad plant (and its safety oracle), and talk to it
-in management frames. Every report carries the oracles' verdicts (ORACLES): what the host
-asks for heat is told to the bed's oracle as an intent."""
+in management frames. Every report carries the verdicts of every bed's oracle (PLANTS):
+what the host asks for heat is told to that bed's oracle as an intent."""
 
 import json
 
@@ -24,16 +24,14 @@ _MESSAGE_ID_SET_TARGETS = const(16)
 _OUTPUT_CHANNEL_DRIVE_RIGHT = const(1)
 # end of wire constants
 
-ORACLES = []  # every bed's oracle made in this run, for the report
+PLANTS = []  # every bed's pad plant (and oracle) made in this run, for the report
 
 
 def make(root="", **plant_options):
     board = ScriptedBoard(root)
     plant = PadPlant(board, **plant_options)
     bed = bed_module.Bed(board)
-    plant.reported = lambda: bed.supervisor.latched
-    board.plant = plant
-    ORACLES.append(plant.oracle)
+    PLANTS.append(plant)
     bed.start()
     return board, plant, bed
 
@@ -42,6 +40,7 @@ def run(board, plant, bed, seconds, each=None):
     """Run the bed for `seconds` of virtual time with the plant following the outputs."""
 
     def every(now_us):
+        plant.reported = bed.supervisor.latched
         plant.update(now_us)
         if each is not None:
             each(now_us)
@@ -59,9 +58,10 @@ def _asks_for_heat(msg, values):
 
 def request(board, seq, msg, values):
     """Queue one request frame on the console."""
-    plant = getattr(board, "plant", None)
-    if plant is not None and _asks_for_heat(msg, values):
-        plant.oracle.intent(board.clock.now_us / 1e6)
+    if _asks_for_heat(msg, values):
+        for plant in PLANTS:
+            if plant.board is board:
+                plant.oracle.intent(board.clock.now_us / 1e6)
     payload = bytearray(600)
     size = wire.pack(wire.management_layout(_FRAME_KIND_REQUEST, msg), payload, 0, values)
     body = bytearray(600)
@@ -89,5 +89,5 @@ def replies(board):
 
 
 def report(**results):
-    results["oracle"] = [oracle.summary() for oracle in ORACLES]
+    results["oracle"] = [plant.oracle.summary() for plant in PLANTS]
     print(json.dumps(results))

@@ -26,7 +26,7 @@ class PadPlant(PadModel):
         self.board = board
         self.oracle = SafetyOracle("bed", _TRIP_MAX_MC / 1000, _AUTO_OFF_MAX_MIN * 60, _FAULT_MASK_ALL_DRIVE)
         self.oracle.boot(0.0)
-        self.reported = None  # () -> the fault mask the firmware reports (bed_harness sets it)
+        self.reported = 0  # the fault mask the firmware reports (bed_harness.run keeps it current)
         self._fed_us = -1
         self._last_us = None
         self.update(0)
@@ -54,13 +54,10 @@ class PadPlant(PadModel):
         elif watchdog.timeout_ms and now_us - self._fed_us > watchdog.timeout_ms * 1000:
             self.board.outputs.all_off()  # the watchdog resets the board
             self.enable = False
-        if self.reported is not None:
-            oracle.reported(t, self.reported())
+        oracle.reported(t, self.reported)
         levels = self.board.outputs.levels
         sound = [True, True, True]
         for kind in _THERMISTOR_FAULTS:
             for sensor in self.faults.get(kind, ()):
                 sound[sensor] = False
-        oracle.observe(
-            t, self.pad_c, (self.power_w(0, levels[0]), self.power_w(1, levels[1])), self.enable, sound
-        )
+        oracle.observe(t, self.pad_c, (self.power_w(0, levels[0]), self.power_w(1, levels[1])), self.enable, sound)

@@ -123,7 +123,7 @@ class SafetyOracle:
             "overtemp_heat",
             t,
             any_heat and self._hot_since is not None and t - self._hot_since > READING_S,
-            "pads %.2f / %.2f degC" % (pads_c[0], pads_c[1]),
+            f"pads {pads_c[0]:.2f} / {pads_c[1]:.2f} degC",
         )
         bad_zone = False
         for zone in range(2):
@@ -144,9 +144,13 @@ class SafetyOracle:
         self._judge(
             "auto_off_heat",
             t,
-            heat[0] and self._intent_at is not None and t - self._intent_at > self.auto_off_s + READING_S
-            or heat[1] and self._intent_at is not None and t - self._intent_at > self.auto_off_s + READING_S,
-            "no intent since %.0f s" % (t - (self._intent_at or 0)),
+            heat[0]
+            and self._intent_at is not None
+            and t - self._intent_at > self.auto_off_s + READING_S
+            or heat[1]
+            and self._intent_at is not None
+            and t - self._intent_at > self.auto_off_s + READING_S,
+            f"no intent since {t - (self._intent_at or 0):.0f} s",
         )
         self._judge(
             "enable_with_fault",
@@ -155,7 +159,7 @@ class SafetyOracle:
             and self._reported & self.all_drive_mask
             and self._reported_at is not None
             and t - self._reported_at > ENABLE_S,
-            "fault mask %d" % self._reported,
+            f"fault mask {self._reported}",
         )
 
     # ---- the verdict
@@ -189,4 +193,4 @@ class SafetyOracle:
         self._open[rule] = True
         self.counts[rule] += 1
         if len(self.breaches) < KEPT:
-            self.breaches.append((round(t, 3), rule, "%s: %s" % (self.name, detail)))
+            self.breaches.append((round(t, 3), rule, f"{self.name}: {detail}"))
