@@ -123,6 +123,22 @@ def test_a_broken_bcg_channel_is_refused_and_nothing_is_committed(tmp_path, brok
             assert bath.ask("VIBR:AMPL?") == "0"  # the shaker is off again
 
 
+def test_a_curve_far_from_the_nominal_thermistor_is_refused_by_the_unit(tmp_path):
+    # A wrong part on the right pad (R25 5 kOhm): the fit follows it, 15 K off the nominal NTC,
+    # and a curve like that could hide an overheated pad from the trip: the unit refuses it.
+    sanctuary = Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000, seed=4)
+    bed = sanctuary.beds[0]
+    bed.unit = bed.world.unit = dataclasses.replace(bed.unit, r25=(bed.unit.r25[0], 5000.0, bed.unit.r25[2]))
+    bed.world.model.r25 = bed.unit.r25
+    with sanctuary:
+        sanctuary.place_in_bath(1)
+        with SerialLink(sanctuary.bath.port, 9600) as bath_link, SerialLink(bed.port) as link:
+            client = link.management()
+            with pytest.raises(SomaError, match="pad_right: the fitted curve is more than 3 degC from the nominal"):
+                calibrate(client, Bath(bath_link), set_points=(15.0, 28.0, 40.0), settle_timeout=30)
+            assert client.request("calibration_read", timeout=5)[0] == 0  # still nominal
+
+
 def test_the_text_report_shows_each_point_and_the_bcg_channel():
     report = CalibrationReport(
         "5c0a00000001",
