@@ -145,12 +145,13 @@ class Supervisor:
         self.applied = array("i", [0, 0])
         self._requested_at = array("i", [0, 0])
         self._refreshed_at = 0  # step of the last intent to heat
-        # per zone: rise reference temperature and step (-1: not heating), settled flag,
-        # the allowed target judged, when the band rule last restarted, steps outside the
-        # band, last code and steps it has not changed, readings with heater current and no
-        # heat, and since when (-1: not) the pad must fall, with its lowest reading since
+        # per zone: the rise rule's reference temperature and the steps spent heating since
+        # it (-1: none yet), settled flag, the allowed target judged, when the band rule
+        # last restarted, steps outside the band, last code and steps it has not changed,
+        # readings with heater current beyond the drive, and since when (-1: not) the pad
+        # must fall, with its lowest reading since
         self._rise_from = array("i", [0, 0])
-        self._rise_at = array("i", [-1, -1])
+        self._heated = array("i", [-1, -1])
         self._settled = array("b", [0, 0])
         self._setpoint = array("i", [0, 0])
         self._band_reset_at = array("i", [-(1 << 29), -(1 << 29)])
@@ -283,7 +284,7 @@ class Supervisor:
         return temp - self._fall_min[zone] > _FALL_RISE_MC
 
     def _forget_zone(self, zone):
-        self._rise_at[zone] = -1
+        self._heated[zone] = -1
         self._settled[zone] = 0
         self._setpoint[zone] = 0
         self._off_band[zone] = 0
@@ -293,36 +294,36 @@ class Supervisor:
         limits = self.limits
         drive = self.applied[zone]
         band = limits[_CONFIG_DATA_IX_RUNAWAY_BAND_MC]
-        if setpoint != self._setpoint[zone]:
-            # The band restarts (the pad travels to the new target) only from inside the
-            # old band, and at most once per band window: a zone already counting keeps
-            # counting, whatever the set points do.
-            if (
-                self._settled[zone]
-                and -band <= temp - self._setpoint[zone] <= band
-                and now - self._band_reset_at[zone] > self._steps[_BAND_STEPS]
-            ):
+        old = self._setpoint[zone]
+        if setpoint != old:
+            # The band restarts (the pad travels to the new target) only for a zone switched
+            # on or one inside its old band, and at most once per band window: a zone already
+            # counting keeps counting, whatever the set points do.
+            restart = not old or self._settled[zone] and -band <= temp - old <= band
+            if restart and now - self._band_reset_at[zone] > self._steps[_BAND_STEPS]:
                 self._band_reset_at[zone] = now
                 self._settled[zone] = 0
                 self._off_band[zone] = 0
             self._setpoint[zone] = setpoint
-        if not setpoint:  # a zone switched off holds no band
-            self._settled[zone] = 0
-            self._off_band[zone] = 0
-        # Heating below target must make progress.
-        if setpoint and drive >= _HEAT_CHECK_PERMILLE and temp < setpoint - band:
-            if self._rise_at[zone] < 0 or temp >= self._rise_from[zone] + limits[_CONFIG_DATA_IX_RUNAWAY_RISE_MC]:
+        # Heating hard below target must make progress. The steps spent heating count (not
+        # those between), and between heats the reference follows the pad down: no pattern
+        # of targets keeps the rule from counting, and a pad that cooled meanwhile owes no rise.
+        if drive >= _HEAT_CHECK_PERMILLE and temp < setpoint - band:
+            if self._heated[zone] < 0 or temp >= self._rise_from[zone] + limits[_CONFIG_DATA_IX_RUNAWAY_RISE_MC]:
                 self._rise_from[zone] = temp
-                self._rise_at[zone] = now
-            elif now - self._rise_at[zone] > self._steps[_RISE_STEPS]:
-                self._latch(_CODES[_NO_RISE + zone], temp)
-        else:
-            self._rise_at[zone] = -1
-        # Once at target, staying away from it is a runaway too.
+                self._heated[zone] = 0
+            else:
+                self._heated[zone] += 1
+                if self._heated[zone] > self._steps[_RISE_STEPS]:
+                    self._latch(_CODES[_NO_RISE + zone], temp)
+        elif drive < _HEAT_CHECK_PERMILLE and temp < self._rise_from[zone]:
+            self._rise_from[zone] = temp
+        # Once at target, staying away from it is a runaway too (a zone switched off pauses
+        # the count, it does not forget it).
         if setpoint and -band <= temp - setpoint <= band:
             self._settled[zone] = 1
             self._off_band[zone] = 0
-        elif self._settled[zone]:
+        elif setpoint and self._settled[zone]:
             self._off_band[zone] += 1
             if self._off_band[zone] > self._steps[_BAND_STEPS]:
                 self._latch(_CODES[_OFF_BAND + zone], temp)

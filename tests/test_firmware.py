@@ -143,9 +143,18 @@ def test_watchdog_is_fed_only_by_a_healthy_loop(tmp_path):
 
 def test_set_point_changes_cannot_keep_the_band_rule_from_counting(tmp_path):
     # Every change of set point used to restart the band rule: a runaway stayed unseen by it.
-    report = scenario("band_with_restless_setpoints()", tmp_path)
-    assert report["latched"] == ["off_band_left"]  # before no_rise's 300 s window
+    config = "{'runaway_band_window_s': 60, 'runaway_rise_window_s': 900}"
+    report = scenario(f"restless_setpoints((31, 30), 30, {config})", tmp_path)
+    assert report["latched"] == ["off_band_left"]  # the rise rule given longer here
     assert report["detected_after"] <= 1000  # the pad leaves the band ~820 s in, then 60 s
+
+
+def test_set_point_changes_cannot_keep_the_rise_rule_from_counting(tmp_path):
+    # Heating to 40 degC, then cooling to 13, every 200 s: the rise rule used to start over at
+    # each heat; it now counts the time spent heating, so a dead heater is seen.
+    report = scenario("restless_setpoints((40, 13), 200)", tmp_path)
+    assert report["latched"] == ["no_rise_left"]
+    assert report["detected_after"] <= 2 * 300 + 2 * 200  # 300 s of heating, in 200 s turns
 
 
 def test_nothing_written_to_a_unit_can_blind_or_switch_off_a_rule(tmp_path):

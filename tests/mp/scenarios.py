@@ -17,6 +17,7 @@ _CONFIG_DATA_IX_ADC_OPEN_ABOVE = const(9)
 _CONFIG_DATA_IX_ADC_SHORT_BELOW = const(10)
 _CONFIG_DATA_IX_AUTO_OFF_MIN = const(17)
 _CONFIG_DATA_IX_RUNAWAY_BAND_WINDOW_S = const(14)
+_CONFIG_DATA_IX_RUNAWAY_RISE_WINDOW_S = const(12)
 _CONFIG_DATA_IX_TRIP_MC = const(6)
 _CONFIG_DATA_IX_ZONE_LEFT_KD_Q16 = const(2)
 _CONFIG_DATA_IX_ZONE_LEFT_KI_Q16 = const(1)
@@ -55,6 +56,7 @@ _RECORD_KIND_CONFIG = const(2)
 CONFIG_INDEX = {
     "auto_off_min": _CONFIG_DATA_IX_AUTO_OFF_MIN,
     "runaway_band_window_s": _CONFIG_DATA_IX_RUNAWAY_BAND_WINDOW_S,
+    "runaway_rise_window_s": _CONFIG_DATA_IX_RUNAWAY_RISE_WINDOW_S,
     "kp": _CONFIG_DATA_IX_ZONE_LEFT_KP_Q16,
     "ki": _CONFIG_DATA_IX_ZONE_LEFT_KI_Q16,
     "kd": _CONFIG_DATA_IX_ZONE_LEFT_KD_Q16,
@@ -239,18 +241,18 @@ def stuck_heater(sense=True, target_c=30.0):
     )
 
 
-def band_with_restless_setpoints():
-    """Settled at 30 degC, the heater goes, and the set point flips 30 <-> 31 degC every 30 s
-    (a program that changes often): the band rule still sees the runaway."""
-    board, plant, bed = _make({"runaway_band_window_s": 60}, start_c=30.0)
+def restless_setpoints(targets_c, every_s, config=None):
+    """Settled at 30 degC, zone 0's heater goes, and its set point cycles through `targets_c`
+    every `every_s` (a program that changes often): when a rule still saw the runaway."""
+    board, plant, bed = _make(config, start_c=30.0)
     h.request(board, 1, _MESSAGE_ID_SET_TARGETS, [30 * MS, 30 * MS])
     h.run(board, plant, bed, 600)
     plant.inject("disconnected", 0)
     caught = Watch(lambda: bool(bed.supervisor.latched))
-    for step in range(60):
-        target = (31 if step % 2 == 0 else 30) * MS
+    for step in range(3600 // every_s):
+        target = int(targets_c[step % len(targets_c)] * MS)
         h.request(board, 2 + step, _MESSAGE_ID_SET_TARGETS, [target, 30 * MS])
-        h.run(board, plant, bed, 30, caught)
+        h.run(board, plant, bed, every_s, caught)
         h.replies(board)
         if caught.at is not None:
             break
