@@ -14,7 +14,7 @@ Fault codes are the schema's FaultCode (bit numbers of the fault mask); their bo
                       that same reading
   sensor_*            thermistor open or short (ADC window, 0.2 s), or a reading outside
                       -20..80 degC whatever the window: its zone off (ambient: reported)
-  stuck_*             heater current beyond the heat applied for 0.3 s, or the pad rising
+  stuck_*             heater current beyond the heat applied for 0.5 s, or the pad rising
                       while the physics say it must fall (drive off or cooling beyond what a
                       body and the room can give): all drive off, relay open
   no_rise_*           heating below target without gaining runaway_rise_mc in runaway_rise_window_s
@@ -110,7 +110,7 @@ _HEAT_CHECK_PERMILLE = const(500)  # heating this hard must show a rise
 _FROZEN_CHECK_PERMILLE = const(300)  # driving this hard must move the reading
 _TRIP_HYSTERESIS_MC = const(2_000)  # overtemp clears only this far below the trip
 _STUCK_CURRENT_MA = const(1_000)  # heater current this far above what the drive applied...
-_STUCK_READINGS = const(3)  # ...for this many readings in a row: a heater stuck on
+_STUCK_READINGS = const(5)  # ...for 0.5 s (the sense may lag a drive change): a heater stuck on
 # A pad the physics say must fall: after this long (the thermistor lags the pad by seconds)
 # it may not rise this far above its lowest reading since.
 _FALL_HOLD_STEPS = const(100)

@@ -105,8 +105,8 @@ def test_leaving_the_band_after_settling_is_a_runaway(tmp_path):
 def test_a_shorted_bridge_is_caught_by_its_current_and_opens_the_relay(tmp_path):
     report = scenario("stuck_heater()", tmp_path)
     assert report["latched"] == ["stuck_left"]
-    assert report["detected_after"] <= 0.5
-    assert report["relay_open_after"] <= 0.5 and report["enabled"] is False
+    assert report["detected_after"] <= 0.7  # 0.5 s of current, and the reading it shows in
+    assert report["relay_open_after"] <= 0.7 and report["enabled"] is False
     assert report["levels"][:2] == [0, 0]  # both zones: the relay feeds both H-bridges
     assert report["max_pad_c"] < 31.0 and report["fuses"] == [False, False]
 
