@@ -83,7 +83,7 @@ _PAD_PHYSICAL_MIN_MC = const(-20000)
 
 _STEPS_PER_S = const(10)
 # The fault codes by rule, each rule's (left, right) or (left, right, ambient), and the zones'
-# masks: one tuple, read as _CODES[_RULE + zone] (a name costs heap; the codes come from the
+# masks: one tuple, read as _CODES[_AT_RULE + zone] (a name costs heap; the codes come from the
 # schema, never from their order).
 _CODES = (
     _FAULT_CODE_SENSOR_LEFT,
@@ -100,12 +100,12 @@ _CODES = (
     _FAULT_MASK_LEFT,
     _FAULT_MASK_RIGHT,
 )
-_SENSOR = const(0)
-_NO_RISE = const(3)
-_OFF_BAND = const(5)
-_FROZEN = const(7)
-_STUCK = const(9)
-_ZONE_MASK = const(11)
+_AT_SENSOR = const(0)
+_AT_NO_RISE = const(3)
+_AT_OFF_BAND = const(5)
+_AT_FROZEN = const(7)
+_AT_STUCK = const(9)
+_AT_ZONE_MASK = const(11)
 _HEAT_CHECK_PERMILLE = const(500)  # heating this hard must show a rise
 _FROZEN_CHECK_PERMILLE = const(300)  # driving this hard must move the reading
 _TRIP_HYSTERESIS_MC = const(2_000)  # overtemp clears only this far below the trip
@@ -116,6 +116,19 @@ _STUCK_READINGS = const(5)  # ...for 0.5 s (the sense may lag a drive change): a
 _FALL_HOLD_STEPS = const(100)
 _FALL_RISE_MC = const(300)
 _DRIVES = (OUT_DRIVE_LEFT, OUT_DRIVE_RIGHT)
+# Per-zone state in Supervisor._zones, at [FIELD + zone] (one array: names and objects cost heap):
+_RISE_FROM = const(0)  # the rise rule's reference temperature...
+_HEATED = const(2)  # ...and the steps spent heating since it (-1: none yet)
+_SETTLED = const(4)  # at target once since the band rule last restarted
+_SETPOINT = const(6)  # the allowed target judged (0: the zone is off)
+_BAND_RESET_AT = const(8)  # when the band rule last restarted
+_OFF_BAND = const(10)  # steps outside the band
+_LAST_CODE = const(12)  # the last averaged code...
+_SAME_CODE = const(14)  # ...and the steps it has not changed
+_NO_HEAT = const(16)  # readings with heater current beyond the drive
+_FALL_AT = const(18)  # since when (-1: not) the pad must fall...
+_FALL_MIN = const(20)  # ...and its lowest reading since
+_ZONE_FIELDS = const(22)
 # Rule windows in steps, in Supervisor._steps
 _RISE_STEPS = const(0)
 _BAND_STEPS = const(1)
@@ -145,22 +158,10 @@ class Supervisor:
         self.applied = array("i", [0, 0])
         self._requested_at = array("i", [0, 0])
         self._refreshed_at = 0  # step of the last intent to heat
-        # per zone: the rise rule's reference temperature and the steps spent heating since
-        # it (-1: none yet), settled flag, the allowed target judged, when the band rule
-        # last restarted, steps outside the band, last code and steps it has not changed,
-        # readings with heater current beyond the drive, and since when (-1: not) the pad
-        # must fall, with its lowest reading since
-        self._rise_from = array("i", [0, 0])
-        self._heated = array("i", [-1, -1])
-        self._settled = array("b", [0, 0])
-        self._setpoint = array("i", [0, 0])
-        self._band_reset_at = array("i", [-(1 << 29), -(1 << 29)])
-        self._off_band = array("i", [0, 0])
-        self._last_code = array("i", [-1, -1])
-        self._same_code = array("i", [0, 0])
-        self._no_heat = array("i", [0, 0])
-        self._fall_at = array("i", [-1, -1])
-        self._fall_min = array("i", [0, 0])
+        self._zones = zones = array("i", bytes(4 * _ZONE_FIELDS))
+        for zone in range(2):
+            zones[_HEATED + zone] = zones[_LAST_CODE + zone] = zones[_FALL_AT + zone] = -1
+            zones[_BAND_RESET_AT + zone] = -(1 << 29)
         self.step_count = 0
         self.hottest_mc = 0
 
@@ -200,8 +201,8 @@ class Supervisor:
             # A reading from outside the ADC window, or no temperature a pad can have, is a
             # sensor fault, not a temperature.
             if window_faults & (1 << sensor) or not _PAD_PHYSICAL_MIN_MC <= temp <= _PAD_PHYSICAL_MAX_MC:
-                active |= 1 << _CODES[_SENSOR + sensor]
-                self._latch(_CODES[_SENSOR + sensor], codes[sensor])
+                active |= 1 << _CODES[_AT_SENSOR + sensor]
+                self._latch(_CODES[_AT_SENSOR + sensor], codes[sensor])
             elif (
                 sensor < 2
                 and limits[_CONFIG_DATA_IX_ADC_SHORT_BELOW] <= codes[sensor] <= limits[_CONFIG_DATA_IX_ADC_OPEN_ABOVE]
@@ -212,19 +213,37 @@ class Supervisor:
         if hottest >= limits[_CONFIG_DATA_IX_TRIP_MC]:
             active |= 1 << _FAULT_CODE_OVERTEMP
             self._latch(_FAULT_CODE_OVERTEMP, hottest)
+        zones = self._zones
         for zone in range(2):
+            temp = temps_mc[zone]
+            drive = self.applied[zone]  # what the sense and the pad have seen since the last reading
             # Heater current beyond the heat applied: the H-bridge conducts by itself.
-            applied_ma = max(self.applied[zone], 0) * DRIVE_FULL_CURRENT_MA // 1000
-            if currents_ma[zone] - applied_ma > _STUCK_CURRENT_MA:
-                self._no_heat[zone] += 1
-                if self._no_heat[zone] >= _STUCK_READINGS:
-                    active |= 1 << _CODES[_STUCK + zone]
-                    self._latch(_CODES[_STUCK + zone], currents_ma[zone])
+            if currents_ma[zone] - max(drive, 0) * DRIVE_FULL_CURRENT_MA // 1000 > _STUCK_CURRENT_MA:
+                zones[_NO_HEAT + zone] += 1
             else:
-                self._no_heat[zone] = 0
-            if self._must_fall_yet_rises(zone, temps_mc[zone], temps_mc[2], active):
-                active |= 1 << _CODES[_STUCK + zone]
-                self._latch(_CODES[_STUCK + zone], temps_mc[zone])
+                zones[_NO_HEAT + zone] = 0
+            # With the drive off or cooling, and the cooling (at its least efficient) beyond the
+            # most heat a body and the room can give, the pad must fall: rising instead is heat
+            # the supervisor did not apply. The physics' sign, not their speed: it holds
+            # whatever the pad's time scale. (mW: W/K times mK.)
+            rises = False
+            if (
+                drive > 0
+                or active & (1 << _FAULT_CODE_SENSOR_AMBIENT)
+                or BODY_HEAT_MAX_W * 1000 + PAD_LOSS_W_PER_K * (temps_mc[2] - temp)
+                >= COOLING_COP_MIN_PERMILLE * DRIVE_FULL_POWER_W * -drive // 1000
+            ):
+                zones[_FALL_AT + zone] = -1
+            else:
+                if zones[_FALL_AT + zone] < 0:
+                    zones[_FALL_AT + zone] = now
+                if now - zones[_FALL_AT + zone] <= _FALL_HOLD_STEPS or temp < zones[_FALL_MIN + zone]:
+                    zones[_FALL_MIN + zone] = temp  # (during the hold the thermistor still catches up)
+                else:
+                    rises = temp - zones[_FALL_MIN + zone] > _FALL_RISE_MC
+            if rises or zones[_NO_HEAT + zone] >= _STUCK_READINGS:
+                active |= 1 << _CODES[_AT_STUCK + zone]
+                self._latch(_CODES[_AT_STUCK + zone], temp if rises else currents_ma[zone])
         deadman = self._steps[_DEADMAN_STEPS]
         if now - self._requested_at[0] > deadman or now - self._requested_at[1] > deadman:
             active |= 1 << _FAULT_CODE_DEADMAN
@@ -241,11 +260,14 @@ class Supervisor:
             drive = self.requested[zone]
             if (
                 not self.armed
-                or self.latched & (_FAULT_MASK_ALL_DRIVE | _CODES[_ZONE_MASK + zone])
+                or self.latched & (_FAULT_MASK_ALL_DRIVE | _CODES[_AT_ZONE_MASK + zone])
                 or (auto_off and drive > 0)
             ):
                 drive = 0
-                self._forget_zone(zone)  # the runaway rules judge only drive the supervisor allows
+                # The runaway rules judge only drive the supervisor allows: they start afresh.
+                zones[_HEATED + zone] = -1
+                zones[_SETTLED + zone] = zones[_SETPOINT + zone] = zones[_OFF_BAND + zone] = 0
+                zones[_SAME_CODE + zone] = 0
             else:
                 target = targets_mc[zone]
                 if target:  # judged as allowed, never as asked (0: the zone is off)
@@ -253,7 +275,7 @@ class Supervisor:
                         limits[_CONFIG_DATA_IX_SETPOINT_MIN_MC], min(target, limits[_CONFIG_DATA_IX_SETPOINT_MAX_MC])
                     )
                 self._watch_zone(zone, temps_mc[zone], codes[zone], target, now)
-                if self.latched & _CODES[_ZONE_MASK + zone]:
+                if self.latched & _CODES[_AT_ZONE_MASK + zone]:
                     drive = 0
             self.applied[zone] = drive
             self._outputs.set(_DRIVES[zone], drive)
@@ -262,79 +284,51 @@ class Supervisor:
             self.enabled = enable
             self._outputs.enable_heat(enable)
 
-    def _must_fall_yet_rises(self, zone, temp, ambient, active):
-        """With the drive off or cooling, and the cooling (at its least efficient) beyond the
-        most heat a body and the room can give, the pad must fall: rising instead means heat
-        the supervisor did not apply. The physics' sign, not their speed: it holds whatever
-        the pad's time scale."""
-        drive = self.applied[zone]
-        gain_mw = BODY_HEAT_MAX_W * 1000 + PAD_LOSS_W_PER_K * (ambient - temp)  # W/K * mK
-        if (
-            drive > 0
-            or active & (1 << _FAULT_CODE_SENSOR_AMBIENT)
-            or gain_mw >= COOLING_COP_MIN_PERMILLE * DRIVE_FULL_POWER_W * -drive // 1000
-        ):
-            self._fall_at[zone] = -1
-            return False
-        if self._fall_at[zone] < 0:
-            self._fall_at[zone] = self.step_count
-        if self.step_count - self._fall_at[zone] <= _FALL_HOLD_STEPS or temp < self._fall_min[zone]:
-            self._fall_min[zone] = temp  # (during the hold the thermistor still catches up)
-            return False
-        return temp - self._fall_min[zone] > _FALL_RISE_MC
-
-    def _forget_zone(self, zone):
-        self._heated[zone] = -1
-        self._settled[zone] = 0
-        self._setpoint[zone] = 0
-        self._off_band[zone] = 0
-        self._same_code[zone] = 0
-
     def _watch_zone(self, zone, temp, code, setpoint, now):
         limits = self.limits
+        zones = self._zones
         drive = self.applied[zone]
         band = limits[_CONFIG_DATA_IX_RUNAWAY_BAND_MC]
-        old = self._setpoint[zone]
+        old = zones[_SETPOINT + zone]
         if setpoint != old:
             # The band restarts (the pad travels to the new target) only for a zone switched
             # on or one inside its old band, and at most once per band window: a zone already
             # counting keeps counting, whatever the set points do.
-            restart = not old or self._settled[zone] and -band <= temp - old <= band
-            if restart and now - self._band_reset_at[zone] > self._steps[_BAND_STEPS]:
-                self._band_reset_at[zone] = now
-                self._settled[zone] = 0
-                self._off_band[zone] = 0
-            self._setpoint[zone] = setpoint
+            restart = not old or zones[_SETTLED + zone] and -band <= temp - old <= band
+            if restart and now - zones[_BAND_RESET_AT + zone] > self._steps[_BAND_STEPS]:
+                zones[_BAND_RESET_AT + zone] = now
+                zones[_SETTLED + zone] = zones[_OFF_BAND + zone] = 0
+            zones[_SETPOINT + zone] = setpoint
         # Heating hard below target must make progress. The steps spent heating count (not
         # those between), and between heats the reference follows the pad down: no pattern
         # of targets keeps the rule from counting, and a pad that cooled meanwhile owes no rise.
         if drive >= _HEAT_CHECK_PERMILLE and temp < setpoint - band:
-            if self._heated[zone] < 0 or temp >= self._rise_from[zone] + limits[_CONFIG_DATA_IX_RUNAWAY_RISE_MC]:
-                self._rise_from[zone] = temp
-                self._heated[zone] = 0
+            if zones[_HEATED + zone] < 0 or temp >= zones[_RISE_FROM + zone] + limits[_CONFIG_DATA_IX_RUNAWAY_RISE_MC]:
+                zones[_RISE_FROM + zone] = temp
+                zones[_HEATED + zone] = 0
             else:
-                self._heated[zone] += 1
-                if self._heated[zone] > self._steps[_RISE_STEPS]:
-                    self._latch(_CODES[_NO_RISE + zone], temp)
-        elif drive < _HEAT_CHECK_PERMILLE and temp < self._rise_from[zone]:
-            self._rise_from[zone] = temp
+                zones[_HEATED + zone] += 1
+                if zones[_HEATED + zone] > self._steps[_RISE_STEPS]:
+                    self._latch(_CODES[_AT_NO_RISE + zone], temp)
+        elif drive < _HEAT_CHECK_PERMILLE and temp < zones[_RISE_FROM + zone]:
+            zones[_RISE_FROM + zone] = temp
         # Once at target, staying away from it is a runaway too (a zone switched off pauses
         # the count, it does not forget it).
         if setpoint and -band <= temp - setpoint <= band:
-            self._settled[zone] = 1
-            self._off_band[zone] = 0
-        elif setpoint and self._settled[zone]:
-            self._off_band[zone] += 1
-            if self._off_band[zone] > self._steps[_BAND_STEPS]:
-                self._latch(_CODES[_OFF_BAND + zone], temp)
+            zones[_SETTLED + zone] = 1
+            zones[_OFF_BAND + zone] = 0
+        elif setpoint and zones[_SETTLED + zone]:
+            zones[_OFF_BAND + zone] += 1
+            if zones[_OFF_BAND + zone] > self._steps[_BAND_STEPS]:
+                self._latch(_CODES[_AT_OFF_BAND + zone], temp)
         # A live sensor's averaged code always moves a little while the pad is driven.
-        if code != self._last_code[zone] or -_FROZEN_CHECK_PERMILLE < drive < _FROZEN_CHECK_PERMILLE:
-            self._last_code[zone] = code
-            self._same_code[zone] = 0
+        if code != zones[_LAST_CODE + zone] or -_FROZEN_CHECK_PERMILLE < drive < _FROZEN_CHECK_PERMILLE:
+            zones[_LAST_CODE + zone] = code
+            zones[_SAME_CODE + zone] = 0
         else:
-            self._same_code[zone] += 1
-            if self._same_code[zone] > self._steps[_FROZEN_STEPS]:
-                self._latch(_CODES[_FROZEN + zone], code)
+            zones[_SAME_CODE + zone] += 1
+            if zones[_SAME_CODE + zone] > self._steps[_FROZEN_STEPS]:
+                self._latch(_CODES[_AT_FROZEN + zone], code)
 
     def clear(self, mask):
         """Clear latched faults in mask whose cause is gone; return (cleared, still latched)."""
