@@ -2,12 +2,17 @@
 
 An area's `run()` yields `Result`s; `record` prints each as one JSON line as soon as it
 is measured and, once the whole area has finished, saves them all to
-bench-results/<area>.jsonl.
+bench-results/<area>.jsonl. An area that runs virtual beds gets one more figure,
+safety.breaches (bar 0): the breaches their safety oracles saw over the whole run, each
+breach also told on stderr.
 """
 
 import json
+import sys
 from pathlib import Path
 from typing import NamedTuple
+
+from soma.sim.world import oracles_created
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench-results"
 
@@ -21,14 +26,27 @@ class Result(NamedTuple):
 
 
 def record(area, results):
-    """Print each result as a JSON line, then write them all to RESULTS_DIR/<area>.jsonl at once."""
+    """Print each result as a JSON line, then write them all to RESULTS_DIR/<area>.jsonl at once.
+    Return the safety breaches the area's virtual beds saw."""
     lines = []
-    for result in results:
+
+    def emit(result):
         line = json.dumps(result._asdict())
         print(line, flush=True)
         lines.append(line + "\n")
+
+    with oracles_created() as oracles:
+        for result in results:
+            emit(result)
+    breaches = sum(oracle.breached for oracle in oracles)
+    if oracles:
+        emit(Result("safety.breaches", breaches, "breaches"))
+    for oracle in oracles:
+        for _, rule, detail in oracle.breaches:
+            print(f"safety breach: {rule} ({detail})", file=sys.stderr)
     RESULTS_DIR.mkdir(exist_ok=True)
     target = RESULTS_DIR / f"{area}.jsonl"
     partial = target.with_name(target.name + ".tmp")
     partial.write_text("".join(lines))
     partial.replace(target)  # atomic: readers see the old file or the whole new one
+    return breaches

@@ -13,6 +13,7 @@
 - bench.plan_s: the default bench plan (every step) on a unit in the bench fixture, with
   the pads' physics PLAN_TIME_SCALE times faster than real time (the firmware, the line
   and the watchdog run in real time); on hardware the thermal steps take their full time
+- safety.breaches: what the beds' safety oracles saw over the whole run (bar 0; bench.record adds it)
 """
 
 import shutil

@@ -15,6 +15,7 @@ each bed's global time against its own clock, which the world knows):
   Equal Rest budget (tight: 16 beds heating want four times it)
 - firmware.sanctuary_heap_used_bytes: the most heap any bed reported in use (after its
   idle-time collections) with the sanctuary and the program running, of its 96 KiB
+- safety.breaches: what the beds' safety oracles saw over the whole run (bar 0; bench.record adds it)
 
 And the firmware's time sync (firmware/timesync.py, unchanged) in the discrete-event
 simulation (host/soma/sim/sync_des.py) on a virtual clock, with +-50 ppm clocks, 20 % loss,

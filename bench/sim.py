@@ -4,6 +4,7 @@
 - sim.tick_overrun_ratio_worst: the worst single bed
 - sim.tick_jitter_p99_us: the worst bed's 99th-percentile tick lateness (20 us resolution)
 - sim.bed_rss_mb: mean resident memory of one virtual bed's MicroPython process
+- safety.breaches: what the beds' safety oracles saw over the whole run (bar 0; bench.record adds it)
 """
 
 import tempfile

@@ -1,4 +1,5 @@
-"""Shared fixtures: hypothesis profiles and one long-lived MicroPython codec service."""
+"""Shared fixtures: hypothesis profiles, one long-lived MicroPython codec service, and the
+safety oracle's verdict on every virtual bed a test runs."""
 
 import atexit
 import os
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from fuzzcount import CASES, FLOOR
 from soma.mpcodec import FirmwareCodec
+from soma.sim.world import oracles_created
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "firmware"))  # firmware modules also import under CPython...
@@ -65,3 +67,29 @@ def firmware():
     """The generated codec, framing and auth modules under real MicroPython."""
     with FirmwareCodec() as service:
         yield service
+
+
+def _refereed(request):
+    """Collect the safety oracles of the virtual beds created in this fixture's scope; when it
+    ends, fail on any breach they saw, unless the scope is marked `breach_expected` (a test
+    that forces a breach asserts it itself)."""
+    with oracles_created() as oracles:
+        yield
+    if request.node.get_closest_marker("breach_expected"):
+        return
+    breaches = sum(oracle.breached for oracle in oracles)
+    if breaches:
+        told = "; ".join(f"{rule} ({detail})" for oracle in oracles for _, rule, detail in oracle.breaches)
+        pytest.fail(f"the safety oracle saw {breaches} breaches: {told}")
+
+
+@pytest.fixture(autouse=True)
+def safety_oracle(request):
+    """A test's own virtual beds."""
+    yield from _refereed(request)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def safety_oracle_module(request):
+    """A module's shared virtual beds (module fixtures are set up before any test's)."""
+    yield from _refereed(request)

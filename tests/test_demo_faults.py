@@ -1,8 +1,9 @@
 """`soma demo --inject FAULT`: each fault, injected half-way through a short night on flashed
 virtual beds, meets the safe behaviour the demo judges (the bed faults safe and reports it,
 the root fails over, forgeries are all rejected), the other beds carry on without a fault,
-and the report names and marks the fault. The four nights run at once (each its own
-sanctuary): the factory stages before the night are `test_demo.py`'s."""
+the safety oracle sees no breach on any bed, and the report names and marks the fault. The
+four nights run at once (each its own sanctuary): the factory stages before the night are
+`test_demo.py`'s."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,12 +45,26 @@ def test_the_faulty_bed_faults_safe_and_the_other_carries_on(nights, fault):
     faults = set(outcome.beds[FAULT_BED - 1].faults)
     if fault == "thermistor-open":
         assert "sensor_left" in faults
-    else:
-        assert faults & {"overtemp", "off_band_left", "frozen_left", "no_rise_left"}
+    else:  # the shorted H-bridge heats whatever it is told: the relay, opened at once, stopped it
+        assert "stuck_left" in faults
+        faulty = outcome.beds[FAULT_BED - 1]
+        assert faulty.relay == "open"
+        assert faulty.safety["max_pad_c"] < 42.5  # SPEC §8 (the night's pads are set to 29..34 degC)
+        value, ok = judged[f"bed {FAULT_BED} heater enable relay"]
+        assert ok and value.startswith("open; true pad max "), value
     assert outcome.beds[0].faults == []
     (tripped,) = [event for event in outcome.report.events if event.label.startswith(f"bed {FAULT_BED}: ")]
     (injected,) = [event for event in outcome.report.events if event.label.startswith("fault injected")]
     assert tripped.kind == "fault" and tripped.t_s > injected.t_s  # the trip is marked where it happened
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_the_safety_oracle_saw_no_breach_on_any_bed(nights, fault):
+    outcome = nights[fault][0]
+    assert [bed.safety["breaches"] for bed in outcome.beds] == [0] * BEDS[fault]
+    assert all(bed.safety["observations"] > 1000 for bed in outcome.beds)  # watched all along
+    value, ok = checks(outcome)["safety oracle breaches"]
+    assert ok and value.startswith("0 over "), value
 
 
 def test_losing_the_root_hands_the_sanctuary_to_another_bed_within_ten_seconds(nights):

@@ -61,7 +61,9 @@ def night(verdict_ok=False, beds=None, events=None, summary=None):
         for bed in beds
     ]
     if len(rows) > 1:
-        rows[1] = BedRow(2, "SOMA-0002", 0.031, "fail", ["heater-stuck"], False)
+        rows[1] = BedRow(
+            2, "SOMA-0002", 0.031, "fail", ["heater-stuck"], False, "", "closed", 43.2, {"overtemp_heat": 1}
+        )
     return NightReport(
         title=f"Soma Sanctuary: {len(beds)} bed{'s' if len(beds) != 1 else ''}, a night in 3 minutes",
         budget_w=250.0,
@@ -103,6 +105,10 @@ def test_the_page_lists_every_summary_row_marks_failures_and_escapes_text(tmp_pa
     assert any("power over budget" in row for row in failing)
     assert not any("sync error p99" in row for row in failing)
     assert any("SOMA-0002" in row and "heater-stuck" in row for row in failing)
+    # The safety oracle's verdict: the breached rules in red, the relay, the hottest true pad.
+    (breached,) = [row for row in failing if "SOMA-0002" in row]
+    assert '<span class="bad">overtemp_heat 1</span>' in breached and "closed" in breached and "43.2" in breached
+    assert "0 breaches" in page
     assert "heater-stuck" in page and "Wake-Dream Ushering" in page
 
 

@@ -177,7 +177,7 @@ def test_stock_mpremote_soft_resets_into_the_raw_repl_as_on_a_board(blank, tmp_p
         ("open", 0, "sensor_left"),
         ("short", 1, "sensor_right"),
         ("open", 2, "sensor_ambient"),
-        ("stuck", 0, "overtemp"),
+        ("bridge_short", 0, "stuck_left"),  # full heat on a zone told to heat less: the relay opens
     ],
 )
 def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kind, index, fault):
@@ -197,6 +197,8 @@ def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kin
 
             assert wait_for(reported, 20)
             assert client.request("info")[8] & (1 << code)  # latched in the fault mask
+            if fault in schema.ALL_DRIVE_FAULTS:
+                assert wait_for(lambda: not bed.world.model.enable, 1)  # the heater enable relay is open
 
 
 def test_power_cut_in_the_middle_of_a_record_write_leaves_a_whole_record(flashed):

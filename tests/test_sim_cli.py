@@ -1,5 +1,5 @@
-"""`soma sim` as a user runs it: JSON with the ports, the control verbs, a clean stop with no
-process or port left behind, and one-line errors."""
+"""`soma sim` as a user runs it: JSON with the ports (and each bed's safety oracle verdict), the
+control verbs, a clean stop with no process or port left behind, and one-line errors."""
 
 import json
 import os
@@ -51,7 +51,9 @@ def test_sim_runs_beds_takes_faults_and_stops_cleanly(tmp_path):
     assert len(ports) == 2 and described["control"] == control
     with serial.Serial(ports[0], 115200, timeout=1):
         pass  # pyserial opens the port like a USB serial port
-    assert json.loads(soma("sim", "--control", control, "status").stdout)["beds"][1]["port"] == ports[1]
+    status = json.loads(soma("sim", "--control", control, "status").stdout)
+    assert status["beds"][1]["port"] == ports[1]
+    assert [bed["safety"]["breaches"] for bed in status["beds"]] == [0, 0]  # each bed's oracle, so far
     assert soma("sim", "--control", control, "fault", "--bed", "2", "open", "0").returncode == 0
     bad = soma("sim", "--control", control, "fault", "--bed", "9", "open", "0")
     assert bad.returncode == 2 and "bed must be 1..2" in bad.stderr and len(bad.stderr.splitlines()) == 1

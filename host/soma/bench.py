@@ -23,7 +23,7 @@ from soma_protocol import auth, codec, ir, schema
 
 from .errors import SomaError
 from .files import write_atomically
-from .management import DeviceError, ManagementTimeout
+from .management import FAULT_CODES, DeviceError, ManagementTimeout
 
 DEFAULT_PLAN = Path(__file__).with_name("plans") / "sb1.toml"
 SENSORS = ("pad_left", "pad_right", "ambient")
@@ -365,8 +365,12 @@ class Sensor(Kind):
 
 
 class HeaterStep(Kind):
+    """Idle current, then the current and the rise while heating; and whether the unit holds its
+    stuck-heater fault for the zone (a shorted H-bridge: the supervisor has opened the heater
+    enable relay, so the heater draws nothing, idle or driven)."""
+
     params = {"zone": _one_of(ZONES), "level_permille": _number(1, 1000), "seconds": _number(1, 600)}
-    measures = ("idle_current_a", "current_a", "rise_c")
+    measures = ("idle_current_a", "current_a", "rise_c", "stuck_latched")
 
     def measure(self, station, params):
         zone = params["zone"]
@@ -389,6 +393,7 @@ class HeaterStep(Kind):
             "idle_current_a": _mean([reading[current] for reading in idle]) / 1000,
             "current_a": _mean([reading[current] for reading in driven[len(driven) // 2 :]]) / 1000,
             "rise_c": end_c - start_c,
+            "stuck_latched": float(station.info()["fault_mask"] >> FAULT_CODES[f"stuck_{zone}"] & 1),
         }
 
 

@@ -2,7 +2,8 @@
 
 The picture puts every bed on one time axis (minutes since the night started): pad temperature and set point,
 wake light, power against the Equal Rest budget, and the firmware's sleep state over the sleeper's true stage.
-The page embeds the picture and adds the summary, the per-bed results and the events of the night.
+The page embeds the picture and adds the summary, the per-bed results (the safety oracle's verdict among them) and the
+events of the night.
 """
 
 import base64
@@ -42,7 +43,7 @@ class SummaryRow:
 
 @dataclass
 class BedRow:
-    """One bed's results: calibration, bench check and the faults it reported."""
+    """One bed's results: calibration, bench check, the faults it reported, and the safety oracle's verdict."""
 
     number: int
     serial: str
@@ -51,6 +52,9 @@ class BedRow:
     faults: list  # fault names latched/reported during the night, [] if none
     ok: bool
     calibration_problem: str = ""  # why there is no calibration error, if there is none
+    relay: str = ""  # the heater enable relay in its last telemetry: "open" | "closed" | "" (unknown)
+    max_true_pad_c: float | None = None  # the hottest true pad the safety oracle saw (the night's), None: not watched
+    breaches: dict = field(default_factory=dict)  # safety oracle rule -> breaches, the rules breached only
 
 
 @dataclass
@@ -476,9 +480,24 @@ def _bed_table(rows):
             (row.calibration_problem or "—") if row.calibration_error_c is None else f"{row.calibration_error_c:.3f}"
         )
         faults = ", ".join(_e(name) for name in row.faults) if row.faults else "none"
-        values = [_e(row.number), _e(row.serial), _e(error), _e(row.bench_verdict), faults]
-        cells.append((row.ok, values, ["num", None, "num", None, None]))
-    return _verdict_table("beds", ("bed", "serial", "calibration error, °C", "bench", "faults"), cells)
+        hottest = "—" if row.max_true_pad_c is None else f"{row.max_true_pad_c:.1f}"
+        breaches = ", ".join(f"{_e(rule)} {count}" for rule, count in row.breaches.items()) or "0 breaches"
+        if row.breaches:
+            breaches = f'<span class="bad">{breaches}</span>'
+        values = [_e(row.number), _e(row.serial), _e(error), _e(row.bench_verdict), faults, _e(row.relay or "—")]
+        values += [hottest, breaches]
+        cells.append((row.ok, values, ["num", None, "num", None, None, None, "num", None]))
+    headers = (
+        "bed",
+        "serial",
+        "calibration error, °C",
+        "bench",
+        "faults",
+        "relay",
+        "true pad max, °C",
+        "safety oracle",
+    )
+    return _verdict_table("beds", headers, cells)
 
 
 def _verdict_table(css, headers, rows):

@@ -16,6 +16,8 @@ KINDS = {str(name): int(value) for name, value in schema.FrameKind.encmapping.it
 MESSAGES = {str(name): int(value) for name, value in schema.MessageId.encmapping.items()}
 ERROR_CODES = {int(value): str(name) for name, value in schema.ErrorCode.encmapping.items()}
 FAULT_CODES = {str(name): int(value) for name, value in schema.FaultCode.encmapping.items()}
+# A telemetry field's index in the frame's flat values ("outputs_permille.3" for an array's item).
+TELEMETRY = {leaf.path: i for i, leaf in enumerate(codec.MESSAGES["telemetry"].fields)}
 ALL_FAULTS = 0xFFFFFFFF
 BUSY_ATTEMPTS = 4
 BUSY_PAUSE_S = 0.5

@@ -6,7 +6,8 @@ physics fast-forwarded), bench-tested (the plan's steps that need no fixture, in
 provisioned into one sanctuary, given a night program (uploaded to one bed, spread by radio
 to the others) and run through the night at compressed time: sleepers get into bed, fall
 asleep, move, cycle through the stages, and are ushered awake together. What was measured
-becomes the summary (every figure against its bar) and the report (soma.demo_report).
+becomes the summary (every figure against its bar) and the report (soma.demo_report), with
+the verdict of every bed's safety oracle (host/soma/sim/safety_oracle.py) on the whole run.
 
 Time: the firmware always runs in real time. The night program is `night_minutes` long on
 the global clock; the sleepers' night (8 h) is compressed into it; the pads' physics run
@@ -24,19 +25,21 @@ from soma_protocol import auth, codec
 
 from . import program as programs
 from .errors import SomaError
-from .sim.sanctuary_watch import TELEMETRY, snapshot
+from .management import TELEMETRY
+from .sim.sanctuary_watch import snapshot
 from .sim.world import WAKE_LIGHT
 
 FAULTS = {
     "thermistor-open": "bed 2's left pad thermistor goes open: that zone must go off, the fault reported",
-    "heater-stuck": "bed 2's left heater sticks on: the supervisor must trip and latch, the others carry on",
+    "heater-stuck": "bed 2's left H-bridge shorts (full heat while it has supply): the supervisor must latch "
+    "stuck_left and open the heater enable relay well before 42 degC, the others carry on",
     "root-loss": "the root (bed 1) drops off the radio: another bed must take over within 10 s",
     "spoofed-beacons": "an intruder broadcasts forged beacons claiming the root: every one must be rejected",
 }
 # The faults injected into one bed (FAULT_BED), and the latched faults that show it went safe.
 BED_FAULTS = {
     "thermistor-open": {"sensor_left"},
-    "heater-stuck": {"overtemp", "off_band_left", "frozen_left", "no_rise_left"},
+    "heater-stuck": {"stuck_left"},
 }
 NIGHT_S = 8 * 3600.0  # the sleepers' night, compressed into the program
 # The pads' physics during the night run this much faster than the wall clock per minute the
@@ -63,6 +66,8 @@ BARS = {  # SPEC §8
     "budget_ratio": 1.0,
     "calibration_c": 0.1,
     "failover_s": 10.0,
+    "stuck_true_pad_c": 42.5,  # a stuck heater stopped before a true pad reaches this
+    "safety_breaches": 0,
 }
 
 
@@ -84,7 +89,9 @@ class BedOutcome:
     bench_verdict: str = "skipped"
     bench_failures: list = field(default_factory=list)
     faults: list = field(default_factory=list)
-    ok: bool = False  # calibrated within the bar, bench passed, no fault but the one injected
+    relay: str = ""  # the heater enable relay in the bed's last telemetry: "open" | "closed" | "" (none)
+    safety: dict = field(default_factory=dict)  # its safety oracle's summary (SafetyOracle.summary)
+    ok: bool = False  # calibrated within the bar, bench passed, no fault but the one injected, safe
 
 
 @dataclass
@@ -365,6 +372,7 @@ class Night:
         self.sanctuary.set_time_scale(pad_time_scale(self.settings.night_minutes))
         for index, bed in enumerate(self.sanctuary.beds):
             bed.world.put_sleeper(Sleeper(f"demo/{self.settings.seed}/{index}", night_s=NIGHT_S, time_scale=scale))
+            bed.world.oracle.new_peak()  # the night's hottest pads (the bath held them at 42 degC)
         length = self.settings.night_minutes * 60.0
         inject_at = self.start_host + length / 2 if self.settings.inject else None
         end = self.start_host + length + 3
@@ -376,8 +384,8 @@ class Night:
                 self._sample_grants()
             time.sleep(max(0.0, min(GRANT_EVERY_S, end - time.monotonic())))
         if self.settings.inject in BED_FAULTS:
-            # A stuck heater takes a while to overheat a pad: the bed is watched until it
-            # faults (or FAULT_WAIT_S), the night's figures stay those of the night.
+            # The bed is watched until it faults (or FAULT_WAIT_S); the night's figures stay
+            # those of the night.
             track = self.watch.tracks[FAULT_BED - 1]
             deadline = time.monotonic() + FAULT_WAIT_S
             while time.monotonic() < deadline and not any(
@@ -402,7 +410,7 @@ class Night:
         if fault == "thermistor-open":
             bed.world.model.inject("open", 0)
         elif fault == "heater-stuck":
-            bed.world.model.inject("stuck", 0)
+            bed.world.model.inject("bridge_short", 0)
         elif fault == "root-loss":
             self.sanctuary.world.radio.partition([0], range(1, self.settings.beds))
         else:
@@ -467,7 +475,8 @@ class Night:
             )
             / self.budget_w,
         }
-        for track, bed in zip(watch.tracks, self.beds, strict=True):
+        enable = TELEMETRY["heater_enable"]
+        for track, bed, summary in zip(watch.tracks, self.beds, self.sanctuary.safety(), strict=True):
             bed.faults = sorted(
                 {
                     codec.render("fault_event", values)["code"]
@@ -475,6 +484,10 @@ class Night:
                     if name == "fault_event"
                 }
             )
+            last = snapshot(track.frames)[-5:]
+            if last:
+                bed.relay = "closed" if any(values[enable] for _, values in last) else "open"
+            bed.safety = summary
         traces = [self._trace(track, bed) for track, bed in zip(watch.tracks, self.beds, strict=True)]
         tracking = [_tracking_error(trace) for trace, n in zip(traces, numbers, strict=True) if n in healthy]
         figures["tracking_c"] = max((error for error in tracking if error is not None), default=None)
@@ -491,11 +504,27 @@ class Night:
         if self.fault_at is not None:
             events.append(Event(self.fault_at - start, f"fault injected: {self.settings.inject}", "fault"))
         events += self._fault_events(start)
+        events += [
+            Event(at - start, f"bed {bed.number}: safety breach, {rule}", "fault")
+            for bed in self.beds
+            for at, rule, _ in bed.safety["first"]
+        ]
         rows = [SummaryRow(label, value, bar, ok) for label, value, bar, ok in checks]
         for bed in self.beds:
             bed.ok = self._bed_ok(bed)
         bed_rows = [
-            BedRow(b.number, b.serial, b.calibration_error_c, b.bench_verdict, b.faults, b.ok, b.calibration_problem)
+            BedRow(
+                b.number,
+                b.serial,
+                b.calibration_error_c,
+                b.bench_verdict,
+                b.faults,
+                b.ok,
+                b.calibration_problem,
+                relay=b.relay,
+                max_true_pad_c=b.safety["max_pad_c"],
+                breaches=_breached_rules(b.safety),
+            )
             for b in self.beds
         ]
         ok = all(row.ok for row in rows) and all(row.ok for row in bed_rows)
@@ -566,7 +595,18 @@ class Night:
         else:
             checks.append(("beacons rejected", f"{rejected}", "0", rejected == 0))
         checks += self._fault_checks(healthy)
+        checks.append(self._safety_check())
         return checks
+
+    def _safety_check(self):
+        """The safety oracles' verdict on the whole run, every bed (SPEC §8: 0 breaches)."""
+        breaches = sum(bed.safety["breaches"] for bed in self.beds)
+        if breaches:
+            first = [f"bed {bed.number}: {rule}" for bed in self.beds for _, rule, _ in bed.safety["first"]]
+            value = f"{breaches}: {', '.join(first)}"
+        else:
+            value = f"0 over {sum(bed.safety['observations'] for bed in self.beds)} observations"
+        return ("safety oracle breaches", value, str(BARS["safety_breaches"]), breaches <= BARS["safety_breaches"])
 
     def _fault_checks(self, healthy):
         """What the injected fault must have done, and that the others saw no fault."""
@@ -593,6 +633,17 @@ class Night:
             checks.append(
                 (f"bed {FAULT_BED} faulted safe", value, "a latched fault, left drive off", bool(hit) and left_off)
             )
+        if inject == "heater-stuck":  # the H-bridge heats whatever its drive: only the relay stops it
+            bed = self.beds[FAULT_BED - 1]
+            hottest = bed.safety["max_pad_c"]
+            checks.append(
+                (
+                    f"bed {FAULT_BED} heater enable relay",
+                    f"{bed.relay or 'unknown (no telemetry)'}; true pad max {hottest:.1f} degC",
+                    f"open; true pad < {BARS['stuck_true_pad_c']:g} degC",
+                    bed.relay == "open" and hottest < BARS["stuck_true_pad_c"],
+                )
+            )
         if inject == "root-loss":
             failover = self.watch.settled_after(self.fault_at, healthy, time.monotonic() - 1)
             roots = self._roots(healthy)
@@ -613,10 +664,16 @@ class Night:
     def _bed_ok(self, bed):
         expected_fault = self.settings.inject in BED_FAULTS and bed.number == FAULT_BED
         calibrated = bed.calibration_error_c is not None and bed.calibration_error_c <= BARS["calibration_c"]
-        return calibrated and bed.bench_verdict == "pass" and (expected_fault or not bed.faults)
+        safe = not bed.safety["breaches"]
+        return calibrated and bed.bench_verdict == "pass" and (expected_fault or not bed.faults) and safe
 
 
 _SLEEP_STATES = {0: "unknown", 1: "awake", 2: "light", 3: "deep"}
+
+
+def _breached_rules(safety):
+    """rule -> breaches, for the rules a safety oracle's summary saw breached."""
+    return {rule: count for rule, count in safety["counts"].items() if count}
 
 
 def _percentile(values, fraction):
@@ -655,6 +712,10 @@ def summary_lines(outcome):
         bench = bed.bench_verdict + (f" ({', '.join(bed.bench_failures)})" if bed.bench_failures else "")
         faults = ", ".join(bed.faults) or "none"
         text = f"bed {bed.number} {bed.serial}: calibration {calibration}, bench {bench}, faults {faults}"
+        if bed.safety:
+            breaches = ", ".join(f"{rule} {n}" for rule, n in _breached_rules(bed.safety).items()) or "0 breaches"
+            text += f", relay {bed.relay or 'unknown'}, true pad max {bed.safety['max_pad_c']:.1f} degC"
+            text += f", safety oracle: {breaches}"
         lines.append((text, bed.ok))
     for label, value, bar, ok in outcome.checks:
         lines.append((f"{label}: {value} (bar {bar})", ok))

@@ -54,7 +54,8 @@ DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(
 @click.option("--control", "control", default=str(DEFAULT_CONTROL), show_default=True, help="Control socket path.")
 @click.pass_context
 def command(ctx, beds, blank, time_scale, seed, baud, loss, in_bed_at, root, control):
-    """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports."""
+    """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports.
+    Exit 1 if a bed's safety oracle saw a breach of a SPEC §3 rule while it ran."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = control
         return
@@ -87,6 +88,9 @@ def command(ctx, beds, blank, time_scale, seed, baud, loss, in_bed_at, root, con
     finally:
         server.close()
         sanctuary.stop()
+    if sanctuary.breaches:  # every bed's safety oracle watched the whole run
+        told = "; ".join(f"{rule} ({detail})" for summary in sanctuary.safety() for _, rule, detail in summary["first"])
+        raise SomaError(f"the safety oracle saw {sanctuary.breaches} breaches: {told}", exit_code=1)
 
 
 def _call(ctx, request):

@@ -1,5 +1,6 @@
 """A simulated sanctuary: N virtual beds (blank or flashed), each with its unit's
-tolerances from one seed, served by one world. The Python API behind `soma sim`.
+tolerances from one seed, served by one world, refereed by a safety oracle per bed
+(`safety()`, `breaches`). The Python API behind `soma sim`.
 
     with Sanctuary(beds=2, root=tmp, flashed=True) as sanctuary:
         sanctuary.beds[0].port      # open it with pyserial or mpremote
@@ -24,7 +25,8 @@ def install_firmware(flash_dir, image=None):
 
 
 class SimBed:
-    """One bed of the sanctuary: its unit, its line (VirtualBed) and its world (BedWorld)."""
+    """One bed of the sanctuary: its unit, its line (VirtualBed) and its world (BedWorld), whose
+    safety oracle hears the line."""
 
     def __init__(self, unit, flash_dir, baud, time_scale, heap, sleeper, epoch_us, radio_latency_us):
         self.unit = unit
@@ -39,6 +41,7 @@ class SimBed:
             heap=heap,
             epoch_us=epoch_us,
             radio_latency_us=radio_latency_us,
+            tap=self.world.tap,
         )
 
     @property
@@ -52,6 +55,7 @@ class SimBed:
             "flash_dir": self.line.flash_dir,
             "blank": self.line.blank,
             "drift_ppb": self.unit.drift_ppb,
+            "safety": self.world.oracle.summary(),
         }
 
 
@@ -105,6 +109,15 @@ class Sanctuary:
             bed.line.stop()
         if self._scratch is not None:
             self._scratch.cleanup()
+
+    def safety(self):
+        """Each bed's safety oracle summary (SafetyOracle.summary): its verdict so far."""
+        return [bed.world.oracle.summary() for bed in self.beds]
+
+    @property
+    def breaches(self):
+        """Safety breaches the oracles saw on every bed so far (0: the run is safe)."""
+        return sum(bed.world.oracle.breached for bed in self.beds)
 
     def set_time_scale(self, scale):
         """Run the pads' and the bath's physics `scale` times faster than the wall clock from

@@ -23,17 +23,13 @@ import bisect
 import threading
 import time
 
-from soma_protocol import codec
-
-from ..management import ManagementTimeout
+from ..management import TELEMETRY, ManagementTimeout
 from ..serial_link import SerialLink
 from .world import HAPTIC
 
 SAMPLE_PERIOD_MS = 100
 SYNCED = 1  # BeaconFlags bits
 IS_ROOT = 2
-# A telemetry field's index in the frame's flat values ("outputs_permille.3" for an array's item).
-TELEMETRY = {leaf.path: i for i, leaf in enumerate(codec.MESSAGES["telemetry"].fields)}
 _TELEMETRY_TICKS = TELEMETRY["local_ticks_us"]
 _TELEMETRY_GLOBAL = TELEMETRY["global_time_us"]
 _TELEMETRY_FLAGS = TELEMETRY["sync_flags"]

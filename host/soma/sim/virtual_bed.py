@@ -14,6 +14,9 @@ from the raw REPL skips main.py and comes back in the raw REPL (mpremote relies 
 the relay knows the mode from the Ctrl-A / Ctrl-B bytes the user sent. The firmware's own
 reset request, the simulator's watchdog and power cycles restart it as hard resets
 (`reset()`). The flash directory is kept across all of them.
+
+A tap (line_tap.LineTap) may listen to the line: the relay hands it every chunk, both ways,
+as it reads it.
 """
 
 import errno
@@ -56,6 +59,7 @@ class VirtualBed:
         heap="96K",
         epoch_us=0,
         radio_latency_us=1000,
+        tap=None,
     ):
         self.flash_dir = os.fspath(flash_dir)
         os.makedirs(self.flash_dir, exist_ok=True)
@@ -67,6 +71,7 @@ class VirtualBed:
         self.radio_latency_us = radio_latency_us
         self.baud = baud
         self.heap = heap
+        self.tap = tap
         self.resets = {POWER_ON: 0, HARD: 0, WATCHDOG: 0, SOFT: 0}
         self._user_master, user_slave = os.openpty()
         _raw_terminal(user_slave, signals=False)
@@ -181,6 +186,8 @@ class VirtualBed:
                 data = _read(source)
                 if source == self._user_master:
                     self._track_repl_mode(data)
+                if data and self.tap is not None:
+                    self.tap.heard(data, source == bed, time.monotonic())
                 if data and destination is not None:
                     self._send(destination, data, rate)
 

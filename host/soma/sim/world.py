@@ -10,9 +10,17 @@ and accelerometer see the wake light and haptic motor of the first unit in the s
 
 Time can be compressed: the pads' physics advance `time_scale` times faster than the
 wall clock (the firmware itself always runs in real time).
+
+Every bed has a safety oracle (safety_oracle.py) that the world feeds at every serve from its
+own truth: the true pads, the heat the drive really puts in, the relay, the thermistors'
+soundness, the firmware's loop life (watchdog feeds in its actuator datagrams) and its boots;
+what the host asked and the firmware reported comes from the bed's line tap (line_tap.py).
+Times are the host's monotonic clock (the firmware's own time: it always runs in real time).
+`oracles_created()` collects the oracles of the beds made inside it (the test suite judges them).
 """
 
 import collections
+import contextlib
 import random
 import socket
 import threading
@@ -21,8 +29,10 @@ from dataclasses import dataclass, field
 
 from soma_protocol import codec, schema
 
+from .line_tap import LineTap
 from .pad_model import ADC_FULL_SCALE, BCG_MIDSCALE, DRIVE_FULL_POWER_W, PadModel
 from .radio import RadioMedium
+from .safety_oracle import SafetyOracle
 from .virtual_bed import HARD, POWER_ON, WATCHDOG
 
 PERIOD_S = 0.01
@@ -31,6 +41,20 @@ STATION = -1  # the bath fixture's reference radio, as a node of the radio mediu
 INTRUDER = -2  # a radio that is not the sanctuary's (World.inject_radio)
 _CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
 WAKE_LIGHT, HAPTIC = _CHANNELS["wake_light"], _CHANNELS["haptic"]
+THERMISTORS = range(3)  # pad left, pad right, ambient: the sensors the oracle judges sound
+_collectors: list[list[SafetyOracle]] = []  # oracles_created() blocks, innermost last
+
+
+@contextlib.contextmanager
+def oracles_created():
+    """The safety oracles of the bed worlds created inside the block; a bed world created in a
+    nested block counts in that block only."""
+    created: list[SafetyOracle] = []
+    _collectors.append(created)
+    try:
+        yield created
+    finally:
+        _collectors.remove(created)
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,13 @@ class BedWorld:
         self.bath = None  # a CalibrationBath when the unit sits in it
         self.fixture = None  # the bath instrument, when the unit sits in its bench fixture
         self.recorder = None  # a BcgRecorder while `soma sim record` records this bed
+        self.oracle = SafetyOracle(
+            unit.serial, schema.TRIP_MAX_MC / 1000, schema.AUTO_OFF_MAX_MIN * 60, schema.FAULT_MASK_ALL_DRIVE
+        )
+        if _collectors:
+            _collectors[-1].append(self.oracle)
+        self.tap = LineTap()  # the bed's VirtualBed hands it the line (SimBed)
+        self._actuator_seq = 0
         self._feeds = None
         self._fed_at = time.monotonic()
         self._sensor_seq = 0
@@ -117,13 +148,18 @@ class BedWorld:
         self.port = self.socket.getsockname()[1]
 
     def serve(self, now, seconds):
-        """Take the bed's datagrams, advance the pads by `seconds` of wall time, send sensors."""
+        """Take the bed's datagrams, advance the pads by `seconds` of wall time, send sensors;
+        the oracle sees the result."""
         while True:
             try:
-                data, self._bed_address = self.socket.recvfrom(512)
+                data, address = self.socket.recvfrom(512)
             except BlockingIOError:
                 break
+            if address != self._bed_address:  # a process that has not spoken yet: a new boot
+                self._booted(now)
+                self._bed_address = address
             self._take(data, now)
+        self._hear_line()
         if self.bath is not None:  # every thermistor sits at the bath's temperature
             self.model.pad_c[:] = self.model.sensor_c[:] = [self.bath.temperature_c] * 2
             self.model.room_c = self.bath.temperature_c
@@ -142,6 +178,7 @@ class BedWorld:
             vitals = None if self.sleeper is None else self.sleeper.vitals(now - self.sleeper_since)
             if not self.recorder.add(now, self.model.codes[5], vitals):
                 self.recorder = None
+        self._referee(now)
         if self._bed_address is not None:
             self._sensor_seq = (self._sensor_seq + 1) & 0xFFFFFFFF
             payload = codec.encode("sim_sensors", [self._sensor_seq, *self.model.codes])
@@ -180,10 +217,32 @@ class BedWorld:
             except OSError:
                 pass  # the bed is restarting: the frame is lost, as on air
 
+    def _booted(self, now):
+        self.oracle.boot(now)
+        self._actuator_seq = 0
+
+    def _hear_line(self):
+        """What the line tap heard since the last serve (but the programs: World spreads them)."""
+        tap = self.tap
+        while tap.intents:
+            self.oracle.intent(tap.intents.popleft())
+        while tap.reports:
+            self.oracle.reported(*tap.reports.popleft())
+
+    def _referee(self, now):
+        model = self.model
+        heat_w = (model.power_w(0, self.outputs[0]), model.power_w(1, self.outputs[1]))
+        broken = model.faults.get("open", set()) | model.faults.get("short", set())
+        sound = [sensor not in broken for sensor in THERMISTORS]
+        self.oracle.observe(now, model.pad_c, heat_w, model.enable, sound)
+
     def _take(self, data, now):
         try:
             if data[:1] == bytes([schema.SIM_KIND_ACTUATORS]):
                 values = codec.decode("sim_actuators", data)
+                if values[0] < self._actuator_seq:  # counting from the start again: a new process
+                    self._booted(now)
+                self._actuator_seq = values[0]
                 if values[1:6] != self.outputs:
                     at = self.host_time(values[9], now)
                     for channel, (old, new) in enumerate(zip(self.outputs, values[1:6], strict=True)):
@@ -191,6 +250,8 @@ class BedWorld:
                             self.output_events.append((at, channel, new))
                 self.outputs = values[1:6]
                 timeout_ms, feeds, held = values[6:9]
+                if feeds != self._feeds:
+                    self.oracle.loop_ran(now)
                 if feeds != self._feeds or timeout_ms != self.watchdog_timeout_ms:
                     self._fed_at = now
                 self._feeds, self.watchdog_timeout_ms, self.watchdog_held = feeds, timeout_ms, held
@@ -216,7 +277,13 @@ class BedWorld:
         )
 
     def rebooted(self, now):
-        """The bed restarted: its watchdog is disarmed until the firmware arms it again."""
+        """The bed restarted: its watchdog is disarmed until the firmware arms it again; what
+        the ended process sent before it ended is not the new boot's (its first datagram is)."""
+        while True:
+            try:
+                self.socket.recvfrom(512)
+            except BlockingIOError:
+                break
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
         self.reset_requested = 0
@@ -234,7 +301,8 @@ class BedWorld:
 
 class World:
     """Serves every bed's link from one thread at 100 Hz, carries their radio frames through
-    the medium, runs the calibration bath, and enforces the beds' watchdogs."""
+    the medium, runs the calibration bath, enforces the beds' watchdogs and feeds their
+    safety oracles."""
 
     def __init__(self, radio=None, bath=None):
         self.beds = []  # (BedWorld, VirtualBed)
@@ -277,6 +345,10 @@ class World:
             outside = [i for i in indexes if i not in in_station] if in_station else indexes
             for index, (bed_world, virtual_bed) in enumerate(beds):
                 bed_world.serve(now, now - last)
+                while bed_world.tap.programs:  # a program spreads by radio: every bed may run it
+                    start, end = bed_world.tap.programs.popleft()
+                    for other, _ in beds:
+                        other.oracle.program(start, end)
                 receivers = [STATION] if index in in_station else outside
                 for sent, payload in bed_world.radio_out:
                     self.radio.transmit(index, payload, receivers, sent)
