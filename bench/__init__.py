@@ -4,7 +4,8 @@ An area's `run()` yields `Result`s; `record` prints each as one JSON line as soo
 is measured and, once the whole area has finished, saves them all to
 bench-results/<area>.jsonl. An area that runs virtual beds gets one more figure,
 safety.breaches (bar 0): the breaches their safety oracles saw over the whole run, each
-breach also told on stderr.
+breach also told on stderr. `record` returns every breach, those an area counted itself
+(a safety.breaches figure of its own) included.
 """
 
 import json
@@ -35,9 +36,12 @@ def record(area, results):
         print(line, flush=True)
         lines.append(line + "\n")
 
+    reported = 0  # what an area's own referees counted (one running beds in virtual time)
     with oracles_created() as oracles:
         for result in results:
             emit(result)
+            if result.name == "safety.breaches":
+                reported += result.value
     breaches = sum(oracle.breached for oracle in oracles)
     if oracles:
         emit(Result("safety.breaches", breaches, "breaches"))
@@ -49,4 +53,4 @@ def record(area, results):
     partial = target.with_name(target.name + ".tmp")
     partial.write_text("".join(lines))
     partial.replace(target)  # atomic: readers see the old file or the whole new one
-    return breaches
+    return breaches + reported

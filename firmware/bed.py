@@ -272,6 +272,8 @@ class Bed:
     def _program_outputs(self, lightness, haptic):
         from ushering import duty
 
+        if not self.supervisor.armed:  # every output stays off until the self-checks pass
+            lightness = haptic = 0
         levels = self.comfort_levels
         for channel, level in (
             (OUT_WAKE_LIGHT, duty(lightness) * levels[2] // 1000),
@@ -328,7 +330,12 @@ class Bed:
         demand = self._demand_permille * DRIVE_FULL_POWER_W // 1000
         flags = _BEACON_FLAGS_FAULT if self.supervisor.latched else 0
         sensing = self.sensing
-        self.sanctuary.beacon(self._radio_buf, self.local_time, flags, sensing.occupancy(), sensing.readiness(), demand)
+        try:
+            self.sanctuary.beacon(
+                self._radio_buf, self.local_time, flags, sensing.occupancy(), sensing.readiness(), demand
+            )
+        except MemoryError:
+            self.dropped += 1  # no room to sign it at this instant: as if lost on air; the next slot will
 
     def _fault_event(self, code, active, value):
         value = clamp(value, -(1 << 31), (1 << 31) - 1)

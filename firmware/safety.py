@@ -241,7 +241,10 @@ class Supervisor:
                     zones[_FALL_MIN + zone] = temp  # (during the hold the thermistor still catches up)
                 else:
                     rises = temp - zones[_FALL_MIN + zone] > _FALL_RISE_MC
-            if rises or zones[_NO_HEAT + zone] >= _STUCK_READINGS:
+            # A zone whose thermistor is faulted is off, and nothing else can see its heat: one
+            # reading of current there is enough to open the relay.
+            needed = 1 if self.latched & (1 << _CODES[_AT_SENSOR + zone]) else _STUCK_READINGS
+            if rises or zones[_NO_HEAT + zone] >= needed:
                 active |= 1 << _CODES[_AT_STUCK + zone]
                 self._latch(_CODES[_AT_STUCK + zone], temp if rises else currents_ma[zone])
         deadman = self._steps[_DEADMAN_STEPS]

@@ -108,6 +108,8 @@ def bench_override(bed, request):
     low = -1000 if channel <= OUT_DRIVE_RIGHT else 0
     if not low <= level <= 1000:
         raise ValueError("level out of range")
+    if level and duration_ms and not bed.supervisor.armed:
+        raise Refused(bed.supervisor.latched & 0xFFFF)  # every output off until the self-checks pass
     if channel <= OUT_DRIVE_RIGHT and level > 0 and duration_ms:
         bed.supervisor.refresh()  # a bench heater step is an intent to heat
     if duration_ms == 0:

@@ -78,6 +78,19 @@ def test_sensor_heat_is_heat_on_a_zone_with_a_broken_thermistor_beyond_half_a_se
 
 
 @cpu
+@pytest.mark.parametrize(("heated_s", "breach"), [(0.7, True), (0.3, False)])
+def test_heat_that_starts_on_a_zone_long_broken_gets_its_own_half_second(heated_s, breach):
+    # A thermistor open for 2 s (the zone long off), then its H-bridge shorts: the firmware
+    # can only see that heat once it flows.
+    referee = oracle()
+    referee.loop_ran(0.0)
+    t = watch(referee, 0.0, 2.0, sound=(False, True, True))
+    t = watch(referee, t + STEP_S, t + heated_s, heat=HEAT, sound=(False, True, True))
+    watch(referee, t + STEP_S, t + 1.0, sound=(False, True, True))
+    assert referee.counts["sensor_heat"] == int(breach)
+
+
+@cpu
 @pytest.mark.parametrize(("silent_s", "breach"), [(3.3, True), (3.0, False)])
 def test_loop_heat_is_heat_after_the_loop_went_silent_for_3_1_s(silent_s, breach):
     referee = oracle()

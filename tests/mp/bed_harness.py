@@ -24,6 +24,8 @@ _MESSAGE_ID_SET_TARGETS = const(16)
 _OUTPUT_CHANNEL_DRIVE_RIGHT = const(1)
 # end of wire constants
 
+_PAYLOAD = bytearray(600)  # a request's payload and frame, packed in place: no heap for each
+_BODY = bytearray(600)
 PLANTS = []  # every bed's pad plant (and oracle) made in this run, for the report
 
 
@@ -62,11 +64,9 @@ def request(board, seq, msg, values):
         for plant in PLANTS:
             if plant.board is board:
                 plant.oracle.intent(board.clock.now_us / 1e6)
-    payload = bytearray(600)
-    size = wire.pack(wire.management_layout(_FRAME_KIND_REQUEST, msg), payload, 0, values)
-    body = bytearray(600)
-    length = wire.pack(_FRAME, body, 0, [_FRAME_KIND_REQUEST, seq, msg, memoryview(payload)[:size]])
-    queue_line(board, body, length)
+    size = wire.pack(wire.management_layout(_FRAME_KIND_REQUEST, msg), _PAYLOAD, 0, values)
+    length = wire.pack(_FRAME, _BODY, 0, [_FRAME_KIND_REQUEST, seq, msg, memoryview(_PAYLOAD)[:size]])
+    queue_line(board, _BODY, length)
 
 
 def queue_line(board, body, length):

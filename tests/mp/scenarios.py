@@ -128,10 +128,10 @@ class HotWaterBottle:
     """Heat from outside the bed's drive (a hot-water bottle on the left pad): no relay, fuse
     or supervisor can switch it off; the pad warms as `watts` would warm it."""
 
-    def __init__(self, plant, watts):
+    def __init__(self, plant, watts, now_us):
         self.plant = plant
         self.watts = watts
-        self._last_us = 0
+        self._last_us = now_us
 
     def __call__(self, now_us):
         from pad_model import CAPACITY_J_PER_K
@@ -144,8 +144,7 @@ def overtemp():
     board, plant, bed = _make(start_c=30.0)
     bed.targets_mc[0] = bed.targets_mc[1] = 30 * MS
     h.run(board, plant, bed, 120)  # settled
-    bottle = HotWaterBottle(plant, 250.0)
-    bottle(board.clock.now_us)
+    bottle = HotWaterBottle(plant, 250.0, board.clock.now_us)
     reading = Watch(lambda: max(bed.sensors.temps_mc[0], bed.sensors.temps_mc[1]) >= 42 * MS)
     off = Watch(lambda: reading.at is not None and board.outputs.levels[0] == 0 and board.outputs.levels[1] == 0)
     for _ in range(900):  # until the first reading at the trip

@@ -9,7 +9,8 @@ fails a run on what the sleeper would feel.
 
 Breaches (rule: what happened):
   overtemp_heat      heat with a true pad at or above the trip (42 degC) beyond one reading
-  sensor_heat        heat on a zone whose thermistor is open or short beyond 0.5 s
+  sensor_heat        heat on a zone whose thermistor is open or short, 0.5 s after the later of
+                     the two began (a zone off within 0.5 s, whichever came second)
   loop_heat          heat more than 3.1 s after the firmware's loop last ran
   auto_off_heat      heat 12 h after the last intent to heat (a request, or a running program)
   boot_heat          heat in a boot before the self-checks could pass (every thermistor sound,
@@ -29,6 +30,7 @@ ENABLE_S = 0.25  # a reported fault and the relay travel different links: their 
 PLAUSIBLE_C = (0.0, 50.0)  # the self-checks' plausible pad range
 RULES = ("overtemp_heat", "sensor_heat", "loop_heat", "auto_off_heat", "boot_heat", "enable_with_fault")
 KEPT = 20  # breaches kept with their details (all are counted)
+_TIME_SLACK_S = 1e-6  # readings 0.1 s apart differ by a hair less in binary floating point
 
 
 class SafetyOracle:
@@ -55,6 +57,7 @@ class SafetyOracle:
         self._programs = []  # (start, end) of programs that ran or will run
         self._hot_since = None
         self._sensor_bad_since = [None, None]
+        self._heat_since = [None, None]
         self._reported = 0  # the latched fault mask the firmware last reported
         self._reported_at = None
 
@@ -113,7 +116,7 @@ class SafetyOracle:
         if sound and plausible:
             if self._sound_since is None:
                 self._sound_since = t
-            elif t - self._sound_since >= SELF_CHECK_S:
+            elif t - self._sound_since >= SELF_CHECK_S - _TIME_SLACK_S:
                 self._checks_passed = True
         else:
             self._sound_since = None
@@ -136,8 +139,12 @@ class SafetyOracle:
                 self._sensor_bad_since[zone] = None
             elif self._sensor_bad_since[zone] is None:
                 self._sensor_bad_since[zone] = t
-            since = self._sensor_bad_since[zone]
-            if heat[zone] and since is not None and t - since > SENSOR_S:
+            if not heat[zone]:
+                self._heat_since[zone] = None
+            elif self._heat_since[zone] is None:
+                self._heat_since[zone] = t
+            bad_since = self._sensor_bad_since[zone]
+            if heat[zone] and bad_since is not None and t - max(bad_since, self._heat_since[zone]) > SENSOR_S:
                 bad_zone = True
         self._judge("sensor_heat", t, bad_zone, "zone thermistor open or short")
         self._judge(
