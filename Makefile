@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_AREAS := protocol firmware sim host sanctuary sensing
+BENCH_AREAS := protocol firmware sim host sanctuary sensing safety
 
 .PHONY: setup test lint typecheck codegen codegen-check demo bench $(addprefix bench-,$(BENCH_AREAS)) fuzz clean
 
