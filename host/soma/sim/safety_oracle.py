@@ -139,12 +139,14 @@ class SafetyOracle:
                 self._sensor_bad_since[zone] = None
             elif self._sensor_bad_since[zone] is None:
                 self._sensor_bad_since[zone] = t
+            heat_since = self._heat_since[zone]
             if not heat[zone]:
-                self._heat_since[zone] = None
-            elif self._heat_since[zone] is None:
-                self._heat_since[zone] = t
+                heat_since = None
+            elif heat_since is None:
+                heat_since = t
+            self._heat_since[zone] = heat_since
             bad_since = self._sensor_bad_since[zone]
-            if heat[zone] and bad_since is not None and t - max(bad_since, self._heat_since[zone]) > SENSOR_S:
+            if heat_since is not None and bad_since is not None and t - max(bad_since, heat_since) > SENSOR_S:
                 bad_zone = True
         self._judge("sensor_heat", t, bad_zone, "zone thermistor open or short")
         self._judge(
