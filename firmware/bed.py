@@ -315,11 +315,16 @@ class Bed:
         applied = self.supervisor.applied
         self.outputs[OUT_DRIVE_LEFT] = applied[0]
         self.outputs[OUT_DRIVE_RIGHT] = applied[1]
+        armed = self.supervisor.armed
         for channel in range(OUT_DRIVE_RIGHT + 1, OUT_CHANNELS):
-            if 0 <= self.override_until[channel] < count:  # an override ran out
+            until = self.override_until[channel]
+            if 0 <= until < count:  # an override ran out
                 self.override_until[channel] = -1
                 self.outputs[channel] = 0
                 self.board.outputs.set(channel, 0)
+            elif until >= count and armed and self.outputs[channel] != self.override_level[channel]:
+                self.outputs[channel] = self.override_level[channel]  # asked before the self-checks passed
+                self.board.outputs.set(channel, self.outputs[channel])
 
     def _beacon_slot(self, count):
         # Jitter deterministic per bed and slot, different between beds: never in lockstep.

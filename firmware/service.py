@@ -108,8 +108,8 @@ def bench_override(bed, request):
     low = -1000 if channel <= OUT_DRIVE_RIGHT else 0
     if not low <= level <= 1000:
         raise ValueError("level out of range")
-    if level and duration_ms and not bed.supervisor.armed:
-        raise Refused(bed.supervisor.latched & 0xFFFF)  # every output off until the self-checks pass
+    if level and duration_ms and bed.booted and not bed.supervisor.armed:
+        raise Refused(bed.supervisor.latched & 0xFFFF)  # its self-checks failed: every output stays off
     if channel <= OUT_DRIVE_RIGHT and level > 0 and duration_ms:
         bed.supervisor.refresh()  # a bench heater step is an intent to heat
     if duration_ms == 0:
@@ -118,8 +118,10 @@ def bench_override(bed, request):
     else:
         bed.override_level[channel] = level
         bed.override_until[channel] = bed.scheduler.ticks + (duration_ms + 9) // 10
-    if channel > OUT_DRIVE_RIGHT:
-        bed.outputs[channel] = level  # drives go through the supervisor at the next control step
+    if channel > OUT_DRIVE_RIGHT and bed.supervisor.armed:
+        # (drives go through the supervisor at the next control step; before the self-checks
+        # have passed, the others wait for the control step that follows them)
+        bed.outputs[channel] = level
         bed.board.outputs.set(channel, level)
     return []
 

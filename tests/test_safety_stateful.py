@@ -370,7 +370,8 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def _bench_answers(self, level, duration_ms):
         """A valid override's answers: every output stays off until the self-checks pass, so
-        one that turns something on is refused until the unit is armed (it may arm meanwhile)."""
+        one that turns something on before is taken and waits for them, and refused once
+        they failed (an unarmed unit may be either)."""
         return "ok" if self.state["armed"] or not (level and duration_ms) else ("ok", "refused")
 
     @rule(

@@ -81,46 +81,6 @@ def test_a_sanctuary_syncs_runs_one_program_ushers_together_and_shares_power(san
     assert drawn and max(drawn) <= BUDGET_W and max(drawn) >= 0.9 * BUDGET_W
 
 
-def test_frames_captured_on_air_and_played_back_to_every_bed_change_no_grant(sanctuary):
-    # Every frame of every bed for 3 s, then all of them broadcast again (a replay needs no
-    # key): each bed drops its own as "own" and the others' as replays; no phantom peer
-    # appears, and no grant changes once a phantom would have gone stale (4 periods).
-    sanctuary, watch = sanctuary
-    medium = sanctuary.world.radio
-    captured = []
-    transmit = medium.transmit
-
-    def capture(sender, payload, receivers, sent):
-        captured.append(payload)
-        transmit(sender, payload, receivers, sent)
-
-    medium.transmit = capture
-    time.sleep(3)
-    medium.transmit = transmit
-    before = grants(watch)
-    rejected = [watch.request_fields(n, "loop_stats")["radio_rejected"] for n in range(1, BEDS + 1)]
-    for payload in captured:
-        sanctuary.world.inject_radio(payload)
-    time.sleep(5)
-    assert len(captured) >= 2 * BEDS
-    assert grants(watch) == before
-    assert [watch.request_fields(n, "sanctuary_status", [0])["peer_count"] for n in range(1, BEDS + 1)] == [
-        BEDS - 1
-    ] * BEDS
-    for number, old in enumerate(rejected, 1):
-        assert watch.request_fields(number, "loop_stats")["radio_rejected"] > old
-
-
-def grants(watch, samples=3):
-    """Each bed's grant, the median of a few readings a second apart (a lost beacon or two
-    may make a peer stale for an instant)."""
-    readings = []
-    for _ in range(samples):
-        readings.append([watch.request_fields(n, "sanctuary_status", [0])["grant_w"] for n in range(1, BEDS + 1)])
-        time.sleep(1)
-    return [sorted(column)[samples // 2] for column in zip(*readings, strict=True)]
-
-
 def test_the_beds_stay_in_sync_within_the_bars(sanctuary):
     # Synced within 10 beacon periods of joining; within the bars once the rates are known
     # (their regression needs a few 4-period windows: the first half minute is rougher).
@@ -147,6 +107,48 @@ def test_a_root_cut_off_is_replaced_and_the_sanctuary_heals(sanctuary):
     roots = {watch.request_fields(n, "sanctuary_status", [0])["root_id"] for n in range(1, BEDS + 1)}
     assert roots == {1}
     assert all(track.samples[-1][2] & SYNCED for track in watch.tracks)
+
+
+def test_frames_captured_on_air_and_played_back_to_every_bed_change_no_grant(sanctuary):
+    # Last in the module: the replays' air time would cost the sync figures above a little.
+    # Every frame of every bed for 3 s, then all of them broadcast again (a replay needs no
+    # key): each bed drops its own as "own" and the others' as replays; no phantom peer
+    # appears, and no grant changes once a phantom would have gone stale (4 periods).
+    sanctuary, watch = sanctuary
+    medium = sanctuary.world.radio
+    captured = []
+    transmit = medium.transmit
+
+    def capture(sender, payload, receivers, sent):
+        captured.append(payload)
+        transmit(sender, payload, receivers, sent)
+
+    medium.transmit = capture
+    time.sleep(3)
+    medium.transmit = transmit
+    before = grants(watch)
+    rejected = [watch.request_fields(n, "loop_stats")["radio_rejected"] for n in range(1, BEDS + 1)]
+    for payload in captured:  # paced: a bed's radio queue holds a few frames, as a real one
+        sanctuary.world.inject_radio(payload)
+        time.sleep(0.05)
+    time.sleep(5)
+    assert len(captured) >= 2 * BEDS
+    assert grants(watch) == before
+    assert [watch.request_fields(n, "sanctuary_status", [0])["peer_count"] for n in range(1, BEDS + 1)] == [
+        BEDS - 1
+    ] * BEDS
+    for number, old in enumerate(rejected, 1):
+        assert watch.request_fields(number, "loop_stats")["radio_rejected"] > old
+
+
+def grants(watch, samples=3):
+    """Each bed's grant, the median of a few readings a second apart (a lost beacon or two
+    may make a peer stale for an instant)."""
+    readings = []
+    for _ in range(samples):
+        readings.append([watch.request_fields(n, "sanctuary_status", [0])["grant_w"] for n in range(1, BEDS + 1)])
+        time.sleep(1)
+    return [sorted(column)[samples // 2] for column in zip(*readings, strict=True)]
 
 
 def settled(watch, since, numbers, within):
