@@ -1,4 +1,4 @@
-"""Soma benchmarks: each area (bench/<area>.py) measures one part of the system.
+"""Soma benchmarks: each area (benchmarks/<area>.py) measures one part of the system.
 
 An area's `run()` yields `Result`s; `record` prints each as one JSON line as soon as it
 is measured and, once the whole area has finished, saves them all to
@@ -10,9 +10,13 @@ breach also told on stderr. `record` returns every breach, those an area counted
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # mpexec: firmware under MicroPython
+
+from soma.files import write_atomically
 from soma.sim.world import oracles_created
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench-results"
@@ -26,17 +30,17 @@ class Result(NamedTuple):
     unit: str
 
 
-def record(area, results):
+def record(area: str, results: Iterable[Result]) -> float:
     """Print each result as a JSON line, then write them all to RESULTS_DIR/<area>.jsonl at once.
     Return the safety breaches the area's virtual beds saw."""
-    lines = []
+    lines: list[str] = []
 
-    def emit(result):
+    def emit(result: Result) -> None:
         line = json.dumps(result._asdict())
         print(line, flush=True)
         lines.append(line + "\n")
 
-    reported = 0  # what an area's own referees counted (one running beds in virtual time)
+    reported = 0.0  # what an area's own referees counted (one running beds in virtual time)
     with oracles_created() as oracles:
         for result in results:
             emit(result)
@@ -50,7 +54,5 @@ def record(area, results):
             print(f"safety breach: {rule} ({detail})", file=sys.stderr)
     RESULTS_DIR.mkdir(exist_ok=True)
     target = RESULTS_DIR / f"{area}.jsonl"
-    partial = target.with_name(target.name + ".tmp")
-    partial.write_text("".join(lines))
-    partial.replace(target)  # atomic: readers see the old file or the whole new one
+    write_atomically(target, lambda f: f.write("".join(lines).encode()), "results")  # old or whole new
     return breaches + reported

@@ -14,8 +14,10 @@
 
 import tempfile
 import time
+from collections.abc import Iterator
 
-from soma.mpexec import run_micropython
+# tests/ is on sys.path at run time (benchmarks/__init__.py), not on the type checker's.
+from mpexec import run_micropython  # pyright: ignore[reportMissingImports]
 from soma.sim.firmware_process import FirmwareProcess
 
 from . import Result
@@ -26,7 +28,7 @@ LOOP_SECONDS = 20
 SENSOR_CODES = [29_202, 29_202, 33_498, 0, 0, 32_768]
 
 
-def run():
+def run() -> Iterator[Result]:
     with tempfile.TemporaryDirectory(prefix="soma-bench-") as scratch:
         report = run_micropython(
             f"import scenarios; scenarios.sample_path_allocation({SAMPLE_TICKS})", heap="256K", cwd=scratch
@@ -38,15 +40,17 @@ def run():
         yield Result("control.overshoot_c", max(0.0, report["overshoot_c"]), "degC")
 
 
-def _loop(scratch):
+def _loop(scratch: str) -> Iterator[Result]:
     with FirmwareProcess(f"{scratch}/flash", heap="96K") as bed:
+        client = bed.client
+        assert client is not None  # started on entering
         _feed(bed, 1.0)  # boot and self-checks
-        bed.client.request("set_targets", [31_000, 29_000])
-        bed.client.request("telemetry_control", [100])
+        client.request("set_targets", [31_000, 29_000])
+        client.request("telemetry_control", [100])
         _feed(bed, LOOP_SECONDS)
-        stats = bed.client.request_fields("loop_stats")
-        if len(bed.client.telemetry) < LOOP_SECONDS * 5:
-            raise RuntimeError(f"telemetry did not stream: {len(bed.client.telemetry)} frames")
+        stats = client.request_fields("loop_stats")
+        if len(client.telemetry) < LOOP_SECONDS * 5:
+            raise RuntimeError(f"telemetry did not stream: {len(client.telemetry)} frames")
     yield Result("firmware.tick_overrun_ratio", stats["overruns"] / stats["ticks"], "ratio")
     yield Result("firmware.tick_body_us_median", stats["body_p50_us"], "us")
     yield Result("firmware.tick_body_us_p99", stats["body_p99_us"], "us")
@@ -55,8 +59,9 @@ def _loop(scratch):
     yield Result("firmware.alloc_bytes_per_s", stats["alloc_bytes_per_s"], "bytes/s")
 
 
-def _feed(bed, seconds):
+def _feed(bed: FirmwareProcess, seconds: float) -> None:
     """Serve the bed's world at 100 Hz for `seconds`."""
+    assert bed.client is not None  # started on entering
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         bed.client.poll(0.01)

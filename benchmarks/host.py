@@ -21,12 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from soma import paths
-from soma.flashing import Image, flash
+from soma.link.unit import UnitLink
 from soma.sim.sanctuary import Sanctuary
-from soma.unit import UnitLink
+from soma.station.flashing import Image, flash
 
 from . import Result
 
@@ -35,15 +36,15 @@ CALIBRATION_SEEDS = (4, 11, 23)
 PLAN_TIME_SCALE = 20
 
 
-def run():
-    with tempfile.TemporaryDirectory(prefix="soma-bench-host-") as scratch:
-        scratch = Path(scratch)
+def run() -> Iterator[Result]:
+    with tempfile.TemporaryDirectory(prefix="soma-bench-host-") as scratch_dir:
+        scratch = Path(scratch_dir)
         yield from _flash_figures(scratch)
         yield from _calibration_figures(scratch)
         yield from _bench_plan_figures(scratch)
 
 
-def _flash_figures(scratch):
+def _flash_figures(scratch: Path) -> Iterator[Result]:
     started = time.monotonic()
     image = Image.build()
     yield Result("flash.build_s", round(time.monotonic() - started, 3), "s")
@@ -81,7 +82,7 @@ def _flash_figures(scratch):
     yield Result("flash.one_file_deploy_s", round(one_file, 3), "s")
 
 
-def _with_one_module_changed(scratch):
+def _with_one_module_changed(scratch: Path) -> Image:
     source = scratch / "changed"
     shutil.copytree(paths.firmware_dir(), source)
     timebase = source / "timebase.py"
@@ -89,9 +90,9 @@ def _with_one_module_changed(scratch):
     return Image.build(source)
 
 
-def _calibration_figures(scratch):
-    from soma.calibration import Bath, calibrate
-    from soma.serial_link import SerialLink
+def _calibration_figures(scratch: Path) -> Iterator[Result]:
+    from soma.link.serial_link import SerialLink
+    from soma.station.calibration import Bath, calibrate
 
     worst = 0.0
     for seed in CALIBRATION_SEEDS:
@@ -103,10 +104,12 @@ def _calibration_figures(scratch):
     yield Result("calibrate.max_error_c", round(worst, 4), "degC")
 
 
-def _bench_plan_figures(scratch):
-    from soma.bench import DEFAULT_PLAN, Plan, Station, run_plan
-    from soma.calibration import Bath
-    from soma.serial_link import SerialLink
+def _bench_plan_figures(scratch: Path) -> Iterator[Result]:
+    from soma.link.serial_link import SerialLink
+    from soma.station.bench.kinds import Station
+    from soma.station.bench.plan import DEFAULT_PLAN, Plan
+    from soma.station.bench.run import run_plan
+    from soma.station.calibration import Bath
 
     plan = Plan.load(DEFAULT_PLAN)
     with Sanctuary(beds=1, root=scratch / "plan", flashed=True, baud=BAUD, time_scale=PLAN_TIME_SCALE) as sanctuary:

@@ -37,9 +37,12 @@ Figures (bars from SPEC §3 and §8):
 
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from soma.mpexec import compiled_tree, run_micropython
+# tests/ is on sys.path at run time (benchmarks/__init__.py), not on the type checker's.
+from mpexec import compiled_tree, run_micropython  # pyright: ignore[reportMissingImports]
 
 from . import Result
 
@@ -51,18 +54,19 @@ WORKERS = 2
 STUCK = ("bridge_short", "bridge_short_unsensed")
 
 
-def _longest(values):
+def _longest(values: Iterable[float | None]) -> float:
     """The largest of the values measured (None: never caught, counted by safety.undetected)."""
     return round(max((value for value in values if value is not None), default=-1.0), 3)
 
 
-def _night(bed, seed, faulted):
+# Any: the night's report, the JSON safety_runs.night prints (tests/mp/safety_runs.py).
+def _night(bed: int, seed: int, faulted: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="soma-bench-safety-") as flash:
         code = f"import safety_runs; safety_runs.night({bed}, {seed}, {faulted}, {HOURS})"
         return run_micropython(code, heap=HEAP, cwd=flash, timeout=4 * 3600)
 
 
-def run():
+def run() -> Iterator[Result]:
     compiled_tree()  # once, before the threads
     nights = [(bed, seed, faulted) for faulted in (True, False) for seed in SEEDS for bed in range(1, BEDS + 1)]
     with ThreadPoolExecutor(WORKERS) as pool:

@@ -30,8 +30,9 @@ for 1024 beds, plus the worst pair), after the first 40 % of the run.
 """
 
 import time
+from collections.abc import Iterable, Iterator
 
-from soma import program as programs
+from soma.sanctuary import program as programs
 from soma.sim.radio import RadioSettings
 from soma.sim.sanctuary import Sanctuary
 from soma.sim.sanctuary_watch import SanctuaryWatch
@@ -43,7 +44,7 @@ SINGLE_HOP = ((64, 90, None), (256, 60, None), (1024, 30, 2_000))  # beds, secon
 MULTI_HOP = (("line", 16, 180), ("grid", 64, 180), ("grid", 256, 120))
 
 
-def _percentile(values, fraction):
+def _percentile(values: Iterable[float], fraction: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * fraction))]
 
@@ -62,12 +63,12 @@ PROGRAM = {
 }
 
 
-def run():
+def run() -> Iterator[Result]:
     yield from _virtual_sanctuary()
     yield from _simulated_sync()
 
 
-def _virtual_sanctuary():
+def _virtual_sanctuary() -> Iterator[Result]:
     with Sanctuary(beds=BEDS, seed=1, flashed=True, radio=RadioSettings(loss=0.2), sleepers=False) as sanctuary:
         time.sleep(2)
         with SanctuaryWatch(sanctuary, KEY) as watch:
@@ -95,6 +96,8 @@ def _virtual_sanctuary():
     yield Result("sync.pairwise_p50_us", round(_percentile(errors, 0.5)), "us")
     yield Result("sync.pairwise_p99_us", round(_percentile(errors, 0.99)), "us")
     yield Result("sync.pairwise_max_us", round(errors[-1]), "us")
+    if converge is None or failover is None:
+        raise RuntimeError(f"the beds did not settle (after joining: {converge}, after the root's loss: {failover})")
     yield Result("sync.converge_periods", round(converge, 1), "periods")
     yield Result("sync.failover_s", round(failover, 1), "s")
     yield Result("ushering.spread_ms", round((max(onsets) - min(onsets)) * 1000, 2), "ms")
@@ -102,7 +105,7 @@ def _virtual_sanctuary():
     yield Result("firmware.sanctuary_heap_used_bytes", heap, "bytes")
 
 
-def _simulated_sync():
+def _simulated_sync() -> Iterator[Result]:
     for beds, seconds, pairs in SINGLE_HOP:
         net = SyncNetwork(beds=beds, seed=1, loss=0.2, late_chance=0.05)
         net.run(seconds, sample_every_us=500_000)
@@ -110,7 +113,10 @@ def _simulated_sync():
         yield Result(f"sync.des_p50_us_{beds}", _percentile(errors, 0.5), "us")
         yield Result(f"sync.des_p99_us_{beds}", _percentile(errors, 0.99), "us")
         yield Result(f"sync.des_max_us_{beds}", max(errors), "us")
-        yield Result(f"sync.des_converge_periods_{beds}", net.synced_after_periods(), "periods")
+        converged = net.synced_after_periods()
+        if converged is None:
+            raise RuntimeError(f"the {beds} simulated beds never all synced on one root")
+        yield Result(f"sync.des_converge_periods_{beds}", converged, "periods")
     for topology, beds, seconds in MULTI_HOP:
         net = SyncNetwork(beds=beds, seed=1, loss=0.2, late_chance=0.05, topology=topology)
         net.run(seconds, sample_every_us=500_000)

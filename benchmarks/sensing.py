@@ -16,9 +16,10 @@ with its own zero and gain errors, replayed with that unit's calibration.
   samples (gc disabled around each)
 """
 
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-from soma.sim.sensing_night import score, simulate
+from soma.sim.sensing_night import Stretch, score, simulate
 
 from . import Result
 
@@ -40,11 +41,11 @@ VITALS = (  # soma.sim.sensing_night.score's figures, in the order printed
 )
 
 
-def _stretch(k):
+def _stretch(k: int) -> Stretch:
     return simulate(f"bench/{k}", k * HOUR_S, HOUR_S)
 
 
-def run():
+def run() -> Iterator[Result]:
     with ProcessPoolExecutor(max_workers=2) as pool:
         stretches = list(pool.map(_stretch, range(STRETCHES)))
     figures = score(stretches)

@@ -9,6 +9,7 @@
 
 import tempfile
 import time
+from collections.abc import Iterator
 
 from soma.sim.sanctuary import Sanctuary, loop_report
 
@@ -18,7 +19,7 @@ BEDS = 16
 SECONDS = 60
 
 
-def run():
+def run() -> Iterator[Result]:
     with (
         tempfile.TemporaryDirectory(prefix="soma-bench-sim-") as root,
         Sanctuary(beds=BEDS, root=root, flashed=True) as sanctuary,

@@ -58,9 +58,10 @@ _MESSAGE_ID_SANCTUARY_STATUS = const(20)
 _MESSAGE_ID_TELEMETRY = const(64)
 _NO_ROOT = const(65535)
 _RECORD_KIND_PROGRAM = const(5)
+_VERSION = const(b"0.1.0")
 # end of wire constants
 
-FIRMWARE_VERSION = b"0.1.0"
+FIRMWARE_VERSION = _VERSION  # pyproject.toml's, generated above
 _CHUNK_PHASE = const(3)
 _CONTROL_PHASE = const(5)
 _TELEMETRY_PHASE = const(7)

@@ -44,15 +44,21 @@ _MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 _RADIO_VERDICT_ACCEPTED = const(0)
 _REBOOT_METHOD_WATCHDOG = const(1)
 _RECORD_FLAGS_CALIBRATION_CORRUPT = const(2)
+_SELF_TEST_IDLE_CURRENT = const(16)
+_SELF_TEST_PAD_PLAUSIBLE = const(8)
+_SELF_TEST_SENSOR_AMBIENT = const(4)
+_SELF_TEST_SENSOR_LEFT = const(1)
+_SELF_TEST_SENSOR_RIGHT = const(2)
 # end of wire constants
 
-# Self-test bits (the self_test response masks).
-_TEST_SENSOR_LEFT = const(0)
-_TEST_SENSOR_RIGHT = const(1)
-_TEST_SENSOR_AMBIENT = const(2)
-_TEST_PAD_PLAUSIBLE = const(3)
-_TEST_IDLE_CURRENT = const(4)
-_ALL_TESTS = const(0x1F)
+# The self_test response masks: schema.SelfTest bits, generated above.
+_ALL_TESTS = const(
+    _SELF_TEST_SENSOR_LEFT
+    | _SELF_TEST_SENSOR_RIGHT
+    | _SELF_TEST_SENSOR_AMBIENT
+    | _SELF_TEST_PAD_PLAUSIBLE
+    | _SELF_TEST_IDLE_CURRENT
+)
 _IDLE_CURRENT_MA = const(500)  # more than this with the drive off: a heater stuck on
 _PLAUSIBLE_LOW_MC = const(0)
 _PLAUSIBLE_HIGH_MC = const(50_000)
@@ -139,18 +145,18 @@ def boot_checks(bed):
 
 
 def passed_tests(bed):
-    """Run the self-checks on the latest reading; return the passed mask (TEST_* bits)."""
+    """Run the self-checks on the latest reading; return the passed mask (SelfTest bits)."""
     sensors = bed.sensors
     passed = 0
     for sensor in range(3):
         if not sensors.window_faults & (1 << sensor):
-            passed |= 1 << (_TEST_SENSOR_LEFT + sensor)
+            passed |= _SELF_TEST_SENSOR_LEFT << sensor  # left, right, ambient: consecutive bits
     pads = sensors.temps_mc
     if _PLAUSIBLE_LOW_MC < pads[0] < _PLAUSIBLE_HIGH_MC and _PLAUSIBLE_LOW_MC < pads[1] < _PLAUSIBLE_HIGH_MC:
-        passed |= 1 << _TEST_PAD_PLAUSIBLE
+        passed |= _SELF_TEST_PAD_PLAUSIBLE
     idle = bed.supervisor.applied[0] == 0 and bed.supervisor.applied[1] == 0
     if not idle or max(sensors.currents_ma[0], sensors.currents_ma[1]) < _IDLE_CURRENT_MA:
-        passed |= 1 << _TEST_IDLE_CURRENT
+        passed |= _SELF_TEST_IDLE_CURRENT
     return passed
 
 

@@ -93,9 +93,8 @@ def load(bed):
 def _join(bed, key, program):
     """The sanctuary part of a provisioned unit (without a key it stays silent on air),
     with its stored program (ProgramData values) if any."""
-    from sanctuary import Sanctuary
-
     from beacon_auth import BeaconVerifier
+    from sanctuary import Sanctuary
 
     bed.verifier = BeaconVerifier(key, bed.sanctuary_id, bed.bed_id)
     bed.sanctuary = Sanctuary(

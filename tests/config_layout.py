@@ -3,9 +3,8 @@ the range each can carry on the wire, the firmware's defaults and bounds (firmwa
 
 import construct as cs
 
-from soma_protocol import schema
-
 import config as config_rules
+from soma_protocol import schema
 
 
 def _leaves(struct, prefix=""):

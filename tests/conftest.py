@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from fuzzcount import CASES, FLOOR
-from soma.mpcodec import FirmwareCodec
+from soma.crosscheck.firmware_codec import FirmwareCodec
 from soma.sim.world import oracles_created
 
 REPO = Path(__file__).resolve().parents[1]

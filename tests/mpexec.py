@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import paths
-from .firmware_build import compile_tree
+from soma import paths
+from soma.station.firmware_build import compile_tree
 
 MP_HELPERS = paths.REPO / "tests" / "mp"
 SHARED_MODELS = paths.REPO / "host" / "soma" / "sim"  # pad_model.py and safety_oracle.py run under MicroPython too

@@ -9,7 +9,7 @@ the host reads it in telemetry and info; the oracle sees no breach. About a minu
 
 import pytest
 
-from soma.mpexec import run_micropython
+from mpexec import run_micropython
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

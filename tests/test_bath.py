@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.bath import METER_NOISE_PERMILLE, PROBE_UNCERTAINTY_C, CalibrationBath
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.sleeper import Sleeper

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from soma.bench import DEFAULT_PLAN, Plan, PlanError, Station, run_plan
-from soma.calibration import Bath
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary
 from soma.sim.virtual_bed import POWER_ON
+from soma.station.bench.kinds import Station
+from soma.station.bench.plan import DEFAULT_PLAN, Plan, PlanError
+from soma.station.bench.run import run_plan
+from soma.station.calibration import Bath
 
 SOMA = str(Path(sys.executable).with_name("soma"))
 TIME_SCALE = 20  # the pads' physics 20x faster: thermal steps in seconds, the firmware in real time

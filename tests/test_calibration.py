@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from soma.calibration import Bath, CalibrationReport, calibrate, curve_c, fit_sine, fit_steinhart_hart
 from soma.commands.calibrate import report_lines
 from soma.errors import SomaError
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary
+from soma.station.calibration import Bath, CalibrationReport, calibrate, curve_c, fit_sine, fit_steinhart_hart
 from soma_protocol import codec
 
 SOMA = str(Path(sys.executable).with_name("soma"))

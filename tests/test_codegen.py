@@ -3,9 +3,8 @@
 import construct as cs
 import pytest
 
-from soma_protocol import codegen, ir, schema
-
 import wire_codec
+from soma_protocol import codegen, ir, schema
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -24,6 +23,33 @@ def test_check_mode_reports_stale_file(tmp_path, capsys):
     assert "stale" in capsys.readouterr().err
     assert codegen.main(["--output", str(stale)]) == 0
     assert codegen.main(["--check", "--output", str(stale)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("attribute", "edit"),
+    [
+        ("ENUMS_OUTPUT", ("    overtemp = 0", "    overtemp = 7")),  # a member's value edited by hand
+        ("CONSTANTS_OUTPUT", ("SETPOINT_MAX_MC = 40000", "SETPOINT_MAX_MC = 45000")),
+    ],
+)
+def test_check_mode_reports_stale_host_module(tmp_path, monkeypatch, capsys, attribute, edit):
+    """The host's enums.py and constants.py are generated too: a hand edit fails --check."""
+    original = getattr(codegen, attribute)
+    copy = tmp_path / original.name
+    text = original.read_text()
+    assert edit[0] in text
+    copy.write_text(text.replace(*edit))
+    monkeypatch.setattr(codegen, attribute, copy)
+    assert codegen.main(["--check"]) == 1
+    assert f"{copy} is stale" in capsys.readouterr().err
+    assert codegen.main([]) == 0  # rewrites only the stale copy: the tree is current
+    assert copy.read_text() == text
+    assert codegen.main(["--check"]) == 0
+
+
+def test_host_enums_and_constants_are_current():
+    assert codegen.ENUMS_OUTPUT.read_text() == codegen.render_enums(), "enums.py is stale: run `make codegen`"
+    assert codegen.CONSTANTS_OUTPUT.read_text() == codegen.render_constants(), "constants.py is stale"
 
 
 def test_layouts_match_the_schema_description():

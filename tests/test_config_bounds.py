@@ -9,15 +9,15 @@ bound for that configuration. One MicroPython process per configuration value.
 """
 
 import pytest
-from config_layout import BOUNDS, DEFAULTS, FIELDS, INDEX, accepted
 
-from soma.mpexec import run_micropython
-from soma_protocol import schema
+from config_layout import BOUNDS, DEFAULTS, FIELDS, INDEX, accepted
+from mpexec import run_micropython
+from soma_protocol.enums import FaultCode
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 HEAP = "384K"  # the firmware and the harness (the 96 KiB budget: tests/test_safety_stateful.py)
-FAULT = {str(name): int(code) for name, code in schema.FaultCode.encmapping.items()}
+FAULT = {fault.name: int(fault) for fault in FaultCode}
 # The loosest bound of every safety limit (the gains and the power budget at their defaults).
 LOOSEST = {
     "trip_mc": "high",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from soma.traceability import Records
+from soma.station.traceability import Records
 
 SOMA = str(Path(sys.executable).with_name("soma"))
 

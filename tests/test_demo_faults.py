@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from soma.demo_report import write_report
-from soma.night_demo import FAULT_BED, FAULTS, BedOutcome, DemoSettings, run_night
+from soma.demo.night import run_night
+from soma.demo.outcome import BedOutcome
+from soma.demo.report import write_report
+from soma.demo.settings import FAULT_BED, FAULTS, DemoSettings
 from soma.sim.sanctuary import Sanctuary
 
 BEDS = {"thermistor-open": 2, "heater-stuck": 2, "root-loss": 3, "spoofed-beacons": 2}

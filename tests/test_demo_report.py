@@ -7,7 +7,8 @@ import re
 import pytest
 from PIL import Image
 
-from soma.demo_report import BedRow, BedTrace, Event, NightReport, SummaryRow, write_report
+from soma.demo.night_report import BedRow, BedTrace, Event, NightReport, SummaryRow
+from soma.demo.report import write_report
 from soma.errors import SomaError
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core

@@ -13,13 +13,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import wire_codec
 from fuzzcount import count, examples
-from soma.mpcodec import LAYOUT_IDS, FirmwareProtocolError
+from soma.crosscheck.firmware_codec import LAYOUT_IDS, FirmwareProtocolError
 from soma_protocol import auth, codec
 from soma_protocol.auth import VERDICTS
 from strategies import MESSAGES, same_values, values_for
-
-import wire_codec
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

@@ -11,10 +11,11 @@ import hashlib
 
 import pytest
 
-from soma.management import FAULT_CODES, fault_names
-from soma.mpexec import run_micropython
+from mpexec import run_micropython
+from soma.link.management import FAULT_CODES, fault_names
 from soma_protocol import schema
 from soma_protocol.auth import VERDICTS
+from soma_protocol.enums import CalibrationState, RecordFlags
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -171,7 +172,7 @@ def test_nothing_written_to_a_unit_can_blind_or_switch_off_a_rule(tmp_path):
         "program of 12 h 1 s": (5, bad_payload),
         "program at 35 degC": (response, None),
     }
-    assert report["calibration_state"] == int(schema.CalibrationState.encmapping["staged"])  # the honest one
+    assert report["calibration_state"] == int(CalibrationState.staged)  # the honest one
     assert report["config_saved"] is False
 
 
@@ -266,10 +267,10 @@ def test_beacon_slot_about_once_a_second_with_per_bed_jitter(tmp_path):
 
 def test_corrupt_records_mean_safe_defaults_and_a_flag(tmp_path):
     report = scenario("corrupt_records()", tmp_path)
-    flags = {str(k): int(v) for k, v in schema.InfoResponse.subcons[7].subcon.flags.items()}
+    flags = {str(flag.name): int(flag) for flag in RecordFlags}
     expected = flags["calibration_corrupt"] | flags["config_corrupt"] | flags["comfort_corrupt"] | flags["key_corrupt"]
     assert report["record_flags"] == expected
-    assert report["calibration_state"] == int(schema.CalibrationState.encmapping["corrupt"])
+    assert report["calibration_state"] == int(CalibrationState.corrupt)
     assert report["armed"] is True  # nominal curves and default limits: still a working, safe bed
     assert report["comfort"] is None
 

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from soma import paths
-from soma.firmware_build import compile_tree
+from soma.station.firmware_build import compile_tree
 from soma_protocol import codegen
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core

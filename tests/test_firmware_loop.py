@@ -3,7 +3,7 @@ scheduling across ticks wraps, overrun counting, and wrap-safe 64-bit local time
 
 import pytest
 
-from soma.mpexec import run_micropython
+from mpexec import run_micropython
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

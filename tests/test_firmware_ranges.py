@@ -5,13 +5,13 @@ with the schema."""
 
 import pytest
 
-from soma_protocol import ir, schema
-
 import board
 import config
 import control
 import sensors
 import thermistor
+from soma_protocol import ir, schema
+from soma_protocol.enums import OutputChannel
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -65,7 +65,7 @@ def test_thermistor_table_is_exact_to_ten_millikelvin_where_beds_live():
 
 
 def test_firmware_constants_agree_with_the_schema():
-    outputs = {str(k): int(v) for k, v in schema.OutputChannel.encmapping.items()}
+    outputs = {channel.name: int(channel) for channel in OutputChannel}
     assert outputs == {
         "drive_left": board.OUT_DRIVE_LEFT,
         "drive_right": board.OUT_DRIVE_RIGHT,

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from soma.sim.firmware_process import FirmwareProcess
-from soma_protocol import ir, schema
+from soma_protocol import ir
+from soma_protocol.enums import FaultCode
 
 
 def ntc_code(temp_c):
@@ -66,7 +67,7 @@ def test_open_thermistor_turns_its_zone_off_and_is_reported(bed):
     feed(bed, 0.6, open_left)
     assert bed.outputs[0] == 0 and bed.outputs[1] > 0
     codes = [values[0] for name, values in bed.client.events if name == "fault_event" and values[1] == 1]
-    assert int(schema.FaultCode.encmapping["sensor_left"]) in codes
+    assert int(FaultCode.sensor_left) in codes
 
 
 def test_hand_back_to_the_repl_turns_everything_off_and_holds_the_watchdog(tmp_path):

@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from soma.flashing import Image, flash
+from soma.link.unit import UnitLink
 from soma.sim.sanctuary import Sanctuary
-from soma.unit import UnitLink
-from soma_protocol import schema
+from soma.station.flashing import Image, flash
+from soma_protocol.enums import BootState
 
-CONFIRMED = int(schema.BootState.encmapping["confirmed"])
+CONFIRMED = int(BootState.confirmed)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def _running_version(link, timeout=20):
             info = client.request("info", timeout=2)
         except Exception:  # still booting
             continue
-        if info[12] in (CONFIRMED, int(schema.BootState.encmapping["rolled_back"])):
+        if info[12] in (CONFIRMED, int(BootState.rolled_back)):
             return info[1].hex()
         time.sleep(0.2)
     return None
@@ -184,8 +184,8 @@ def test_wrong_mpy_abi_and_protocol_mismatch_are_refused(tmp_path, image, monkey
     import sys
     from pathlib import Path
 
-    from soma import flashing
     from soma.errors import SomaError
+    from soma.station import flashing
 
     other_protocol = variant(
         tmp_path,

@@ -11,7 +11,8 @@ import zlib
 
 import pytest
 
-from soma import flashing, paths
+from soma import paths
+from soma.station import flashing
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from soma.mpcodec import LAYOUT_IDS, from_json
+import wire_codec
+from soma.crosscheck.firmware_codec import LAYOUT_IDS, from_json
 from soma_protocol import auth, codec, framing
 from strategies import same_values
-
-import wire_codec
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

@@ -11,12 +11,12 @@ import itertools
 from bisect import bisect_right
 from types import SimpleNamespace
 
-import power_share
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from soma.mpexec import run_micropython
+import power_share
+from mpexec import run_micropython
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from soma.cli import cli
-from soma.program import (
+from soma.sanctuary.program import (
     TOP_KEYS,
     ProgramError,
     compile_program,
@@ -19,17 +19,16 @@ from soma.program import (
     load,
     program_data,
 )
-from soma_protocol import codec, schema
+from soma_protocol import codec
+from soma_protocol.enums import HapticPattern, PadMode
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "programs"
 NIGHT = EXAMPLES / "night.toml"
 SHORT = EXAMPLES / "short.json"
-ABSOLUTE, OFFSET, OFF, KEEP = (
-    int(schema.PadMode.encmapping[name]) for name in ("absolute", "comfort_offset", "off", "keep")
-)
-HAPTIC_OFF, PULSE, WAVE = (int(schema.HapticPattern.encmapping[name]) for name in ("off", "pulse", "wave"))
+ABSOLUTE, OFFSET, OFF, KEEP = (int(PadMode[name]) for name in ("absolute", "comfort_offset", "off", "keep"))
+HAPTIC_OFF, PULSE, WAVE = (int(HapticPattern[name]) for name in ("off", "pulse", "wave"))
 
 
 def phase(at_s, pad_mode, pad_mc, light_permille, light_ramp_s=0, haptic=HAPTIC_OFF):

@@ -4,11 +4,11 @@ offset, off), the light ramping by perceived brightness from the level before, h
 patterns, then the ushering from its onset. The same answers under MicroPython."""
 
 import pytest
-import spread
-from program import Program
 
-from soma import program as programs
-from soma.mpexec import run_micropython
+import spread
+from mpexec import run_micropython
+from program import Program
+from soma.sanctuary import program as programs
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 

@@ -3,7 +3,7 @@ and beacons crossing it between two flashed virtual beds."""
 
 import pytest
 
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.radio import RadioMedium, RadioSettings
 from soma.sim.sanctuary import Sanctuary, wait_for
 

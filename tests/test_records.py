@@ -9,14 +9,17 @@ import struct
 
 import pytest
 
-from soma.mpcodec import LAYOUT_IDS
-from soma.mpexec import MP_HELPERS, run_micropython
+from mpexec import MP_HELPERS, run_micropython
+from soma.crosscheck.firmware_codec import LAYOUT_IDS
 from soma_protocol import codec
+from soma_protocol.enums import RecordKind
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 MISSING, VALID, CORRUPT = 0, 1, 2
-CALIBRATION, CONFIG, COMFORT, KEY = 1, 2, 3, 4
+CALIBRATION, CONFIG, COMFORT, KEY = (
+    int(kind) for kind in (RecordKind.calibration, RecordKind.config, RecordKind.comfort, RecordKind.key)
+)
 FILES = {CALIBRATION: ["cal.a", "cal.b"], CONFIG: ["cfg"], COMFORT: ["comfort"], KEY: ["key.a", "key.b"]}
 TWO_GENERATIONS = (CALIBRATION, KEY)
 

@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soma import paths
-from soma.flashing import Image
-from soma.management import FAULT_CODES, KINDS, MESSAGES
+from soma.link.management import FAULT_CODES, KINDS, MESSAGES
 from soma.sim.line_tap import LineTap
 from soma.sim.safety_oracle import SafetyOracle
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.world import BedWorld, Unit, World, oracles_created
+from soma.station.flashing import Image
 from soma_protocol import codec, framing, schema
+from soma_protocol.enums import OutputChannel
 from strategies import values_for
 
 cpu = pytest.mark.cpu  # the tests that measure no wall-clock time (the last ones run beds in real time)
@@ -222,7 +223,7 @@ def program(start_us, duration_s):
     return values
 
 
-DRIVE_LEFT, HAPTIC = (int(schema.OutputChannel.encmapping[name]) for name in ("drive_left", "haptic"))
+DRIVE_LEFT, HAPTIC = int(OutputChannel.drive_left), int(OutputChannel.haptic)
 
 
 @cpu
@@ -403,18 +404,18 @@ def test_a_program_heard_on_one_bed_s_line_counts_for_every_bed_of_its_world():
 
 @cpu
 def test_a_bench_area_that_runs_virtual_beds_records_their_breaches(tmp_path, monkeypatch, capsys):
-    import bench
+    import benchmarks
 
-    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(benchmarks, "RESULTS_DIR", tmp_path)
 
     def run():  # an area whose bed heats on with its loop silent
         bed_world = BedWorld(Unit.from_seed(1, 0))
         bed_world.close()
         bed_world.oracle.loop_ran(0.0)
         watch(bed_world.oracle, 0.0, 3.5, heat=HEAT)
-        yield bench.Result("area.figure", 1.0, "unit")
+        yield benchmarks.Result("area.figure", 1.0, "unit")
 
-    assert bench.record("area", run()) == 1
+    assert benchmarks.record("area", run()) == 1
     told = capsys.readouterr()
     printed = [json.loads(line) for line in told.out.splitlines()]
     assert printed[-1] == {"name": "safety.breaches", "value": 1, "unit": "breaches"}

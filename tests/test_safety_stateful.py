@@ -42,7 +42,6 @@ import os
 import subprocess
 
 import pytest
-from config_layout import BOUNDS, DEFAULTS, INDEX, WIRE, accepted
 from hypothesis import assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -54,9 +53,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from config_layout import BOUNDS, DEFAULTS, INDEX, WIRE, accepted
+from mpexec import compiled_tree
 from soma import paths
-from soma.mpexec import compiled_tree
 from soma_protocol import framing, schema
+from soma_protocol.enums import ErrorCode, FaultCode, FrameKind, MessageId
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -65,10 +66,10 @@ STEPS = {"ci": 2000, "nightly": 20_000}.get(PROFILE, 300)
 STEPS_PER_EXAMPLE = 50
 BOARD_HEAP = "96K"
 
-MSG = {str(name): int(code) for name, code in schema.MessageId.encmapping.items()}
-FAULT = {str(name): int(code) for name, code in schema.FaultCode.encmapping.items()}
-ERROR = {int(code): str(name) for name, code in schema.ErrorCode.encmapping.items()}
-RESPONSE = int(schema.FrameKind.encmapping["response"])
+MSG = {message.name: int(message) for message in MessageId}
+FAULT = {fault.name: int(fault) for fault in FaultCode}
+ERROR = {int(code): code.name for code in ErrorCode}
+RESPONSE = int(FrameKind.response)
 STEP_S = st.sampled_from([0.2, 0.5, 1.0, 2.0, 3.0])
 BENCH_MS = st.sampled_from([2000, 10_000, 500, 100, 60_000, 0])
 NOMINAL_R25, NOMINAL_BETA = 10_000.0, 3950.0

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from soma import program as programs
-from soma.management import DeviceError
+from soma.link.management import DeviceError
+from soma.sanctuary import program as programs
 from soma.sim.radio import RadioSettings
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.sanctuary_watch import SYNCED, SanctuaryWatch

@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 
 from soma.cli import cli
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary, wait_for
 
 EXAMPLE = "examples/programs/short.json"

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soma import paths, sensing_filters
-from soma.replay import RATE_HZ, read_recording, run_pipeline
+from soma import paths
+from soma.sensing import filters as sensing_filters
+from soma.sensing.replay import RATE_HZ, read_recording, run_pipeline
 from soma.sim.sensing_night import score, simulate
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from soma.serial_link import SerialLink
+from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.virtual_bed import HARD, SOFT, WATCHDOG
 
@@ -182,6 +182,7 @@ def test_stock_mpremote_soft_resets_into_the_raw_repl_as_on_a_board(blank, tmp_p
 )
 def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kind, index, fault):
     from soma_protocol import schema
+    from soma_protocol.enums import FaultCode
 
     with Sanctuary(beds=1, root=tmp_path, flashed=True, time_scale=400) as sanctuary:
         bed = sanctuary.beds[0]
@@ -189,7 +190,7 @@ def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kin
             client = link.management()
             client.request("set_targets", [30_000, 30_000], timeout=5)
             bed.world.model.inject(kind, index)
-            code = int(schema.FaultCode.encmapping[fault])
+            code = int(FaultCode[fault])
 
             def reported():
                 client.poll(0.05)
@@ -202,7 +203,7 @@ def test_injected_faults_are_detected_and_reported_by_the_firmware(tmp_path, kin
 
 
 def test_power_cut_in_the_middle_of_a_record_write_leaves_a_whole_record(flashed):
-    from soma.management import ManagementTimeout
+    from soma.link.management import ManagementTimeout
 
     old = [1.1292e-3, 2.3410e-4, 8.77e-8, 10] * 3 + [-100, 65_536, 1_700_000_000, b"bench-old"]
     new = [1.1301e-3, 2.3398e-4, 8.81e-8, 20] * 3 + [-200, 65_000, 1_700_000_100, b"bench-new"]
@@ -240,7 +241,7 @@ def test_power_cut_in_the_middle_of_a_record_write_leaves_a_whole_record(flashed
     ],
 )
 def test_slow_runaway_faults_are_detected_with_short_windows(tmp_path, kind, fault, limits):
-    from soma_protocol import schema
+    from soma_protocol.enums import FaultCode
 
     with Sanctuary(beds=1, root=tmp_path, flashed=True, sleepers=False) as sanctuary:
         bed = sanctuary.beds[0]
@@ -256,7 +257,7 @@ def test_slow_runaway_faults_are_detected_with_short_windows(tmp_path, kind, fau
             assert boot_events(client)
             client.request("set_targets", [36_000, 36_000], timeout=5)
             bed.world.model.inject(kind, 0)
-            code = int(schema.FaultCode.encmapping[fault])
+            code = int(FaultCode[fault])
 
             def reported():
                 client.poll(0.05)

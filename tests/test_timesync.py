@@ -4,7 +4,7 @@ failover, and the same module under MicroPython."""
 
 import pytest
 
-from soma.mpexec import run_micropython
+from mpexec import run_micropython
 from soma.sim.sync_des import SyncNetwork
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from soma.sim.sanctuary import Sanctuary
-from soma.traceability import Records
+from soma.station.traceability import Records
 
 SOMA = str(Path(sys.executable).with_name("soma"))
 

@@ -2,8 +2,8 @@
 
 import time
 
+from soma.link.unit import UnitLink
 from soma.sim.sanctuary import Sanctuary
-from soma.unit import UnitLink
 
 
 def test_provision_writes_the_key_without_printing_it(tmp_path):

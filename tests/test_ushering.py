@@ -8,24 +8,27 @@ brightness. Also under MicroPython."""
 import random
 
 import pytest
-import ushering
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soma.mpexec import run_micropython
+import ushering
+from mpexec import run_micropython
+from soma_protocol.enums import Occupancy, WakeReadiness
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
 START_US = 1_000_000_000
 PERIOD_US = 1_000_000  # beacons about once a second
-OCCUPIED, LIGHT, MOVING = 2, 2, 4
+OCCUPIED, LIGHT, MOVING = int(Occupancy.occupied), int(WakeReadiness.light), int(WakeReadiness.moving)
 
 
 def reference_onset(start_us, end_us, epoch_us, states):
     """states: {bed: [(occupancy, readiness) per epoch]}: the decision from what every bed
     advertised, heard perfectly."""
     for epoch in range((end_us - start_us) // epoch_us):
-        occupied = [readiness in (LIGHT, MOVING) for (occupancy, readiness) in _at(states, epoch) if occupancy == 2]
+        occupied = [
+            readiness in (LIGHT, MOVING) for (occupancy, readiness) in _at(states, epoch) if occupancy == OCCUPIED
+        ]
         if occupied and 2 * sum(occupied) > len(occupied):
             return start_us + (epoch + 1) * epoch_us
     return end_us

@@ -1,3 +1,5 @@
 """Soma host tools: the `soma` CLI and its libraries."""
 
-__version__ = "0.1.0"
+from soma_protocol.constants import VERSION
+
+__version__ = VERSION  # pyproject.toml's, generated into soma_protocol.constants and the firmware

@@ -5,10 +5,11 @@ Exit status: 0 success, 1 a unit or check failed, 2 usage, input or connection e
 
 import importlib
 import sys
+from typing import Any, NoReturn
 
 import click
 
-from .errors import SomaError
+from soma.errors import SomaError
 
 # name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
 COMMANDS = {
@@ -33,22 +34,24 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
-    def list_commands(self, ctx):
+    def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx, cmd_name):
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
         module, _, attribute = entry[0].partition(":")
-        return getattr(importlib.import_module(module), attribute or "command")
+        command: click.Command = getattr(importlib.import_module(module), attribute or "command")
+        return command
 
-    def format_commands(self, ctx, formatter):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx):
+    # Any: click.Group.invoke returns whatever the subcommand's callback returns.
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SomaError as exc:
@@ -58,11 +61,11 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="soma")
-def cli():
+def cli() -> None:
     """Flash, calibrate, bench-test and simulate Soma sleep-bed controllers."""
 
 
-def main():
+def main() -> NoReturn:
     sys.exit(cli())
 
 

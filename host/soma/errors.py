@@ -4,6 +4,6 @@
 class SomaError(Exception):
     """A failure the user can act on. exit_code 2: usage/input/connection; 1: a unit failed."""
 
-    def __init__(self, message, exit_code=2):
+    def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code

@@ -2,12 +2,14 @@
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from .errors import SomaError
+from soma.errors import SomaError
 
 
-def write_atomically(path, write, what="file"):
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], what: str = "file") -> Path:
     """Write `path` through `write(binary_file)` into a temporary file beside it, then rename
     it over `path`: a reader never sees half a file, and no temporary file survives a failure.
     An OSError becomes a SomaError naming the path and `what` it is."""

@@ -11,6 +11,8 @@ parsers raise bare `struct.error` on truncated input.
 
 import io
 import struct
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import construct as cs
 
@@ -24,15 +26,17 @@ class ProtocolError(ValueError):
 NODES = {**schema.MESSAGES, **ir.payload_structs()}
 MESSAGES = ir.all_messages()
 
+# Values are whatever construct parses and builds (ints, floats, bytes, Containers): `Any`.
 
-def _node(name):
+
+def _node(name: str) -> cs.Construct:
     try:
         return NODES[name]
     except KeyError:
         raise ProtocolError(f"unknown message {name!r}") from None
 
 
-def parse(name, data):
+def parse(name: str, data: bytes | bytearray) -> Any:
     """Parse bytes that must hold exactly one `name` message; return a Container."""
     node = _node(name)
     stream = io.BytesIO(bytes(data))
@@ -46,7 +50,7 @@ def parse(name, data):
     return obj
 
 
-def build(name, obj):
+def build(name: str, obj: Any) -> bytes:
     """Build a `name` message from a (nested) dict; return bytes."""
     try:
         return _node(name).build(obj)
@@ -54,7 +58,7 @@ def build(name, obj):
         raise ProtocolError(f"{name}: {_short(exc)}") from None
 
 
-def _short(exc):
+def _short(exc: Exception) -> str:
     """One line: construct's reason, then where in the message it happened."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     if not lines:
@@ -65,13 +69,13 @@ def _short(exc):
     return lines[-1]
 
 
-def _get(obj, path):
+def _get(obj: Any, path: str) -> Any:
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else obj[part]
     return obj
 
 
-def _plain(leaf, value):
+def _plain(leaf: ir.Leaf, value: Any) -> Any:
     """A parsed construct value as the generated codec sees it."""
     if leaf.flags is not None:
         return sum(bit for flag, bit in leaf.flags.items() if value[flag])
@@ -80,27 +84,27 @@ def _plain(leaf, value):
     return value
 
 
-def values_of(name, obj):
+def values_of(name: str, obj: Any) -> list[Any]:
     """The flat value list of a parsed Container, in wire order."""
     return [_plain(leaf, _get(obj, leaf.path)) for leaf in MESSAGES[name].fields]
 
 
-def nest(name, values):
+def nest(name: str, values: Sequence[Any]) -> dict[str, Any]:
     """A flat value list as the nested dict construct builds from."""
     fields = MESSAGES[name].fields
     if len(values) != len(fields):
         raise ProtocolError(f"{name}: {len(values)} values, expected {len(fields)}")
-    root = {}
+    root: dict[str, Any] = {}
     for leaf, value in zip(fields, values, strict=True):
         *parents, last = leaf.path.split(".")
         node = root
         for part in parents:
             node = node.setdefault(part, {})
         node[last] = value
-    return _listify(root)
+    return _listify(root)  # a dict: struct members have names, not indices
 
 
-def _listify(node):
+def _listify(node: Any) -> Any:
     """Turn dicts keyed "0".."n" (array elements) into lists."""
     if not isinstance(node, dict):
         return node
@@ -110,19 +114,19 @@ def _listify(node):
     return items
 
 
-def decode(name, data):
+def decode(name: str, data: bytes | bytearray) -> list[Any]:
     """Bytes -> flat value list, through construct."""
     return values_of(name, parse(name, data))
 
 
-def encode(name, values):
+def encode(name: str, values: Sequence[Any]) -> bytes:
     """Flat value list -> bytes, through construct."""
     return build(name, nest(name, values))
 
 
-def payload_name(kind, msg):
+def payload_name(kind: int, msg: int) -> str:
     """Name of the payload carried by a management frame of (kind, msg) ids."""
-    if kind == int(schema.FrameKind.encmapping["error"]):
+    if kind == schema.enum_value(schema.FrameKind, "error"):
         return _names[id(schema.ERROR_PAYLOAD)]
     kind_name = schema.FrameKind.decmapping.get(kind)
     msg_name = schema.MessageId.decmapping.get(msg)
@@ -132,7 +136,7 @@ def payload_name(kind, msg):
     return _names[id(node)]
 
 
-def record_payload_name(kind):
+def record_payload_name(kind: int) -> str:
     node = schema.RECORD_PAYLOADS.get(str(schema.RecordKind.decmapping.get(kind)))
     if node is None:
         raise ProtocolError(f"record: unknown kind {kind}")
@@ -142,10 +146,10 @@ def record_payload_name(kind):
 _names = {id(node): name for name, node in ir.payload_structs().items()}
 
 
-def render(name, values, unpack=decode):
+def render(name: str, values: Sequence[Any], unpack: Callable[[str, bytes], list[Any]] = decode) -> dict[str, Any]:
     """Readable JSON-ready dict of a flat value list; frames and records include their payloads
     (decoded with `unpack(name, bytes)`, construct by default)."""
-    out = {}
+    out: dict[str, Any] = {}
     for leaf, value in zip(MESSAGES[name].fields, values, strict=True):
         out[leaf.path] = _render_leaf(leaf, value)
     tree = nest(name, list(out.values()))
@@ -159,7 +163,7 @@ def render(name, values, unpack=decode):
     return tree
 
 
-def _render_leaf(leaf, value):
+def _render_leaf(leaf: ir.Leaf, value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
     if leaf.flags is not None:
@@ -169,7 +173,7 @@ def _render_leaf(leaf, value):
     return value
 
 
-def identify(data):
+def identify(data: bytes | bytearray) -> str:
     """Which top-level message these bytes claim to be, from their first bytes."""
     if data[:1] == bytes([schema.FRAME_FLAG]):
         return "line"  # a frame as sent on the serial line: flags and escapes

@@ -7,15 +7,19 @@ to the same results by the tests; many times faster than interpreted construct.
 import operator
 import struct
 from binascii import crc32
+from collections.abc import Sequence
+from typing import Any
 
 from . import ir
 from .codec import ProtocolError
+
+# Values are whatever struct packs and unpacks (ints, floats, bytes): `Any`.
 
 
 class FixedLayout:
     """Pack and unpack one fixed-size message as a flat value list (constants left out)."""
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         msg = ir.all_messages()[name]
         if msg.fixed_size is None or len(msg.fields) < 2:
             raise ValueError(f"{name} is not a fixed-size message of several fields")
@@ -30,7 +34,7 @@ class FixedLayout:
         self._masks = [(k, sum(leaf.flags.values())) for k, leaf in enumerate(msg.fields) if leaf.flags]
         self._byte_fields = [(k, leaf.size, leaf.path) for k, leaf in enumerate(msg.fields) if leaf.kind == "bytes"]
 
-    def unpack(self, data):
+    def unpack(self, data: bytes | bytearray) -> list[Any]:
         """Bytes -> value list; ProtocolError on a wrong length, CRC or constant."""
         if len(data) != self.size:
             raise ProtocolError(f"{self.name}: length {len(data)}, expected {self.size}")
@@ -45,7 +49,7 @@ class FixedLayout:
             values[index] &= mask
         return values
 
-    def pack(self, values):
+    def pack(self, values: Sequence[Any]) -> bytes:
         """Value list -> bytes (CRC appended when sealed); ProtocolError on bad values."""
         for index, size, path in self._byte_fields:
             if not isinstance(values[index], bytes | bytearray) or len(values[index]) != size:

@@ -6,6 +6,7 @@ on arbitrary line noise.
 """
 
 import re
+from collections.abc import Iterable
 
 from .schema import FRAME_BODY_MAX, FRAME_CONTROL_LIMIT, FRAME_ESCAPE, FRAME_ESCAPE_XOR, FRAME_FLAG
 
@@ -16,23 +17,23 @@ _ESCAPED_PAIR = re.compile(b"\\x%02x(.)" % FRAME_ESCAPE, re.DOTALL)
 _LEGAL_AFTER_ESCAPE = frozenset([*range(FRAME_CONTROL_LIMIT), FRAME_ESCAPE, FRAME_FLAG])
 
 
-def _escape(match):
+def _escape(match: re.Match[bytes]) -> bytes:
     return bytes([FRAME_ESCAPE, match[0][0] ^ FRAME_ESCAPE_XOR])
 
 
-def encode(body):
+def encode(body: Iterable[int]) -> bytes:
     """One frame on the line: FLAG, escaped body, FLAG."""
     return _FLAG + _NEEDS_ESCAPE.sub(_escape, bytes(body)) + _FLAG
 
 
-def _unescape_piece(piece, body_max):
+def _unescape_piece(piece: bytes, body_max: int) -> bytes | None:
     """The body carried between two flags, or None if the line bytes are not a valid frame."""
     # A raw control byte is line noise; a trailing ESCAPE means ESCAPE FLAG, an abort.
     if _RAW_CONTROL.search(piece) or piece[-1] == FRAME_ESCAPE:
         return None
     legal = True
 
-    def unescape(match):
+    def unescape(match: re.Match[bytes]) -> bytes:
         nonlocal legal
         byte = match[1][0] ^ FRAME_ESCAPE_XOR
         legal = legal and byte in _LEGAL_AFTER_ESCAPE
@@ -47,17 +48,17 @@ def _unescape_piece(piece, body_max):
 class FrameDecoder:
     """Reassembles frame bodies from chunks of line bytes; drops noise, resyncs on FLAG."""
 
-    def __init__(self, body_max=FRAME_BODY_MAX):
+    def __init__(self, body_max: int = FRAME_BODY_MAX) -> None:
         self.body_max = body_max
         self._pending = b""
         self._overflowed = False
         self.frames = 0
         self.dropped = 0
 
-    def feed(self, data):
+    def feed(self, data: Iterable[int]) -> list[bytes]:
         """Feed line bytes; return the list of complete frame bodies they finished."""
         pieces = bytes(data).split(_FLAG)
-        bodies = []
+        bodies: list[bytes] = []
         for index, piece in enumerate(pieces):
             if index == 0:
                 piece = self._pending + piece
@@ -75,7 +76,7 @@ class FrameDecoder:
             bodies.append(body)
         return bodies
 
-    def _hold(self, piece):
+    def _hold(self, piece: bytes) -> None:
         # An unfinished frame larger than any escaped body can be is already lost:
         # keep memory bounded by dropping its bytes until the next FLAG.
         if len(piece) > 2 * self.body_max or self._overflowed:

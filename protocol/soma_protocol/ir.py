@@ -9,7 +9,9 @@ constructs listed in `_leaves` are understood; anything else stops the walk with
 import hashlib
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import construct as cs
 
@@ -36,38 +38,38 @@ class Leaf:
     fmt: str
     size: int
     value: object = None
-    enum: dict = field(default=None, compare=False, hash=False)
-    flags: dict = field(default=None, compare=False, hash=False)
+    enum: dict[int, str] | None = field(default=None, compare=False, hash=False)  # value -> name
+    flags: dict[str, int] | None = field(default=None, compare=False, hash=False)  # name -> bit
 
     @property
-    def param(self):
+    def param(self) -> str:
         return self.path.replace(".", "_")
 
 
 @dataclass(frozen=True)
 class Message:
     name: str
-    leaves: tuple
+    leaves: tuple[Leaf, ...]
     sealed: bool  # followed by the CRC-32 of everything before it
 
     @property
-    def fields(self):
+    def fields(self) -> tuple[Leaf, ...]:
         """The leaves a caller supplies and gets back (constants excluded)."""
         return tuple(leaf for leaf in self.leaves if leaf.kind != "const")
 
     @property
-    def fixed_size(self):
+    def fixed_size(self) -> int | None:
         """Total size in bytes, CRC included, or None if a blob makes it variable."""
         if any(leaf.kind == "blob" for leaf in self.leaves):
             return None
         return self.min_size
 
     @property
-    def min_size(self):
+    def min_size(self) -> int:
         return sum(leaf.size for leaf in self.leaves) + (4 if self.sealed else 0)
 
     @property
-    def max_size(self):
+    def max_size(self) -> int:
         total = self.min_size
         for leaf in self.leaves:
             if leaf.kind == "blob":
@@ -78,14 +80,16 @@ class Message:
 _INT_LETTERS = "bBhHiIqQfd"
 
 
-def _format_letter(node, where):
+def _format_letter(node: cs.Construct, where: str) -> str:
+    if not isinstance(node, cs.FormatField):
+        raise UnsupportedConstruct(f"{where}: {type(node).__name__} where a fixed-width number must be")
     fmt = node.fmtstr.replace("L", "I").replace("l", "i")
     if len(fmt) != 2 or fmt[0] != "<" or fmt[1] not in _INT_LETTERS:
         raise UnsupportedConstruct(f"{where}: format {fmt!r} (only little-endian {_INT_LETTERS})")
     return fmt[1]
 
 
-def _leaves(node, path, where):
+def _leaves(node: cs.Construct, path: str, where: str) -> Iterator[Leaf]:
     """Yield the leaves of `node`, whose dotted name is `path`."""
     here = f"{where}.{path}" if path else where
     if isinstance(node, cs.Renamed):
@@ -138,7 +142,7 @@ def _leaves(node, path, where):
         raise UnsupportedConstruct(f"{here}: {type(node).__name__} is not supported by the generator")
 
 
-def describe(name, node):
+def describe(name: str, node: cs.Construct) -> Message:
     """Describe one top-level message or payload struct."""
     sealed = isinstance(node, schema.Crc32Sealed)
     body = node.body if sealed else node
@@ -151,7 +155,7 @@ def describe(name, node):
     return Message(name, leaves, sealed)
 
 
-def _snake(name):
+def _snake(name: str) -> str:
     out = []
     for i, ch in enumerate(name):
         if ch.isupper() and i:
@@ -160,7 +164,7 @@ def _snake(name):
     return "".join(out)
 
 
-def payload_structs():
+def payload_structs() -> dict[str, cs.Struct]:
     """Every payload struct named in the schema's registries, by snake_case name."""
     named = {
         id(value): _snake(key)
@@ -168,7 +172,7 @@ def payload_structs():
         if isinstance(value, cs.Struct) and not key.isupper()  # skip registry aliases such as ERROR_PAYLOAD
     }
     used = list(schema.MANAGEMENT_PAYLOADS.values()) + list(schema.RECORD_PAYLOADS.values()) + [schema.ERROR_PAYLOAD]
-    result = {}
+    result: dict[str, cs.Struct] = {}
     for node in used:
         if id(node) not in named:
             raise UnsupportedConstruct(f"payload {node!r} is not bound to a name in schema.py")
@@ -176,7 +180,7 @@ def payload_structs():
     return result
 
 
-def all_messages():
+def all_messages() -> dict[str, Message]:
     """Top-level messages first, then payloads: name -> Message."""
     out = {name: describe(name, node) for name, node in schema.MESSAGES.items()}
     for name, node in payload_structs().items():
@@ -184,13 +188,13 @@ def all_messages():
     return out
 
 
-def _enum_table(node):
+def _enum_table(node: cs.Enum | cs.FlagsEnum) -> dict[str, int]:
     if isinstance(node, cs.FlagsEnum):
         return {str(k): int(v) for k, v in node.flags.items()}
     return {str(k): int(v) for k, v in node.encmapping.items()}
 
 
-def canonical():
+def canonical() -> dict[str, Any]:  # plain JSON data
     """The schema as plain data: what the protocol hash is taken over."""
     messages = {
         name: {
@@ -212,11 +216,11 @@ def canonical():
     }
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> object:
     return value.hex() if isinstance(value, bytes) else value
 
 
-def protocol_hash():
+def protocol_hash() -> int:
     """32-bit hash of the canonical schema: changes whenever any byte layout does."""
     text = json.dumps(canonical(), sort_keys=True, separators=(",", ":"))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")

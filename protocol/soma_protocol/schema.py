@@ -14,28 +14,36 @@ Conventions, kept narrow on purpose so the generator can mirror them exactly:
 """
 
 import binascii
+from collections.abc import Iterable
+from typing import Any, cast
 
+import construct as cs
 from construct import (
     Adapter,
     Array,
     Bytes,
     Checksum,
     Const,
+    Construct,
     Enum,
     FlagsEnum,
-    Float32l,
+    FormatField,
     GreedyBytes,
-    Int8ul,
-    Int16sl,
-    Int16ul,
-    Int32sl,
-    Int32ul,
-    Int64ul,
     Prefixed,
     RawCopy,
     Struct,
     this,
 )
+
+# construct makes its integer fields with a @singleton decorator (each name is an instance),
+# which pyright reads as the undecorated function: name their real type once here.
+Float32l = cast(FormatField, cs.Float32l)
+Int8ul = cast(FormatField, cs.Int8ul)
+Int16sl = cast(FormatField, cs.Int16sl)
+Int16ul = cast(FormatField, cs.Int16ul)
+Int32sl = cast(FormatField, cs.Int32sl)
+Int32ul = cast(FormatField, cs.Int32ul)
+Int64ul = cast(FormatField, cs.Int64ul)
 
 PROTOCOL_VERSION = 1
 
@@ -43,7 +51,7 @@ PROTOCOL_VERSION = 1
 class Crc32Sealed(Adapter):
     """A body followed by the little-endian CRC-32 of the body's bytes."""
 
-    def __init__(self, body):
+    def __init__(self, body: Construct) -> None:
         super().__init__(
             Struct(
                 "body" / RawCopy(body),
@@ -52,14 +60,21 @@ class Crc32Sealed(Adapter):
         )
         self.body = body
 
-    def _decode(self, obj, context, path):
+    # construct hands parsed Containers and build values through as dynamic objects.
+    def _decode(self, obj: Any, context: Any, path: str) -> Any:
         return obj.body.value
 
-    def _encode(self, obj, context, path):
+    def _encode(self, obj: Any, context: Any, path: str) -> dict[str, Any]:
         return {"body": {"value": obj}, "crc": None}
 
 
-def _blob(length_field=Int8ul):
+def enum_value(node: Enum, name: str) -> int:
+    """The value of one of an Enum's names. construct keys `encmapping` by EnumIntegerString,
+    a str subclass that hashes and compares as its text, so a plain str finds it."""
+    return int(cast(dict[str, int], node.encmapping)[name])
+
+
+def _blob(length_field: Construct = Int8ul) -> Construct:
     """Length-prefixed raw bytes (names, versions, record payloads)."""
     return Prefixed(length_field, GreedyBytes)
 
@@ -382,6 +397,16 @@ BenchOverride = Struct(
     "duration_ms" / Int32ul,  # 0 releases the override
 )
 
+# The boot self-checks (firmware/service.py): bits of the self_test response's masks.
+SelfTest = FlagsEnum(
+    Int32ul,
+    sensor_left=1,  # pad thermistors and the ambient one inside their ADC window
+    sensor_right=2,
+    sensor_ambient=4,
+    pad_plausible=8,  # both pads between 0 and 50 degC
+    idle_current=16,  # no heater current with the drive off
+)
+
 SelfTestResponse = Struct(
     "passed_mask" / Int32ul,
     "failed_mask" / Int32ul,
@@ -523,8 +548,8 @@ FaultCode = Enum(
 ALL_DRIVE_FAULTS = ("overtemp", "deadman", "self_test", "stuck_left", "stuck_right")
 
 
-def _fault_mask(names):
-    return sum(1 << int(FaultCode.encmapping[name]) for name in names)
+def _fault_mask(names: Iterable[str]) -> int:
+    return sum(1 << enum_value(FaultCode, name) for name in names)
 
 
 FAULT_MASK_ALL_DRIVE = _fault_mask(ALL_DRIVE_FAULTS)
@@ -672,7 +697,7 @@ BeaconFlags = FlagsEnum(
 )
 
 
-def _radio_frame(kind, *fields):
+def _radio_frame(kind: int, *fields: Construct) -> Construct:
     """A radio frame: its kind, the sender and its replay counter ((boot_epoch, seq) strictly
     increases per sender, over all its frames), `fields`, then the tag: HMAC-SHA256 (the
     sanctuary key, every byte before the tag), truncated; sealed by a CRC-32."""
@@ -819,6 +844,29 @@ CONSTANTS = {
     "FAULT_MASK_RIGHT": FAULT_MASK_RIGHT,
 }
 
+# --------------------------------------------------------------------------
+# The SB-1 board: electrical facts that the firmware (board.py, thermistor.py, sensing.py),
+# the station's calibration and the simulator's pad model must agree on. Not on the wire,
+# hence not in the protocol hash; generated into firmware consts like the wire constants.
+# --------------------------------------------------------------------------
+NTC_R25_OHM = 10_000  # nominal thermistor: R at 25 degC
+NTC_B_KELVIN = 3950  # and its B constant
+NTC_PULLUP_OHM = 10_000  # the divider's pull-up to the ADC reference
+ADC_FULL_SCALE = 65_535  # read_u16
+ADC_MIDSCALE = 32_768  # the BCG channel's code at rest (AC-coupled around mid scale)
+DRIVE_FULL_POWER_W = 120  # one zone's heater at full drive
+CURRENT_FULL_SCALE_MA = 12_000  # current sense at ADC full scale
+
+BOARD_CONSTANTS = {
+    "NTC_R25_OHM": NTC_R25_OHM,
+    "NTC_B_KELVIN": NTC_B_KELVIN,
+    "NTC_PULLUP_OHM": NTC_PULLUP_OHM,
+    "ADC_FULL_SCALE": ADC_FULL_SCALE,
+    "ADC_MIDSCALE": ADC_MIDSCALE,
+    "DRIVE_FULL_POWER_W": DRIVE_FULL_POWER_W,
+    "CURRENT_FULL_SCALE_MA": CURRENT_FULL_SCALE_MA,
+}
+
 # Enumerations whose names the firmware and host tools refer to.
 ENUMS = {
     "FrameKind": FrameKind,
@@ -841,4 +889,5 @@ ENUMS = {
     "PadMode": PadMode,
     "RecordFlags": RecordFlags,
     "HapticPattern": HapticPattern,
+    "SelfTest": SelfTest,
 }

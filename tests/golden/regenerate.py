@@ -7,7 +7,7 @@ then read the diff: the point of golden vectors is that bytes never change by ac
 import json
 from pathlib import Path
 
-from soma.mpcodec import to_json
+from soma.crosscheck.firmware_codec import to_json
 from soma_protocol import auth, codec, framing, ir
 
 OUT = Path(__file__).with_name("vectors.json")

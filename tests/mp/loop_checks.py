@@ -3,9 +3,8 @@ wraps at 2^30 like the ESP32's ticks_us). Each function prints a JSON report."""
 
 import json
 
-from scripted_board import VirtualClock
-
 from scheduler import PERIOD_US, Scheduler
+from scripted_board import VirtualClock
 from timebase import LocalTime
 
 

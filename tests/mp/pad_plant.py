@@ -7,6 +7,7 @@ output (and the relay) when the firmware stops feeding it for its timeout, as a 
 """
 
 from micropython import const
+
 from pad_model import PadModel
 from safety_oracle import SafetyOracle
 
@@ -18,6 +19,7 @@ _TRIP_MAX_MC = const(42000)
 
 STEP_US = 100_000
 _THERMISTOR_FAULTS = ("open", "short")
+_SOUND = (True, True, True)  # every thermistor sound (the oracle only reads it)
 
 
 class PadPlant(PadModel):
@@ -26,9 +28,10 @@ class PadPlant(PadModel):
         self.board = board
         self.oracle = SafetyOracle("bed", _TRIP_MAX_MC / 1000, _AUTO_OFF_MAX_MIN * 60, _FAULT_MASK_ALL_DRIVE)
         self.oracle.boot(0.0)
-        self.reported = 0  # the fault mask the firmware reports (bed_harness.run keeps it current)
+        self.reported = 0  # the fault mask the firmware reports (bed_harness.run sets it before each update)
         self._fed_us = -1
         self._last_us = None
+        self.next_us = 0  # update() does nothing before this (a hook may test it first: cheaper than a call)
         self.update(0)
 
     def update(self, now_us):
@@ -37,6 +40,7 @@ class PadPlant(PadModel):
             return
         seconds = 0.0 if self._last_us is None else (now_us - self._last_us) / 1e6
         self._last_us = now_us
+        self.next_us = now_us + STEP_US
         outputs = self.board.outputs
         self.enable = outputs.heat_enabled  # the relay the firmware drives
         codes = self.step(seconds, outputs.levels)
@@ -56,8 +60,10 @@ class PadPlant(PadModel):
             self.enable = False
         oracle.reported(t, self.reported)
         levels = self.board.outputs.levels
-        sound = [True, True, True]
-        for kind in _THERMISTOR_FAULTS:
-            for sensor in self.faults.get(kind, ()):
-                sound[sensor] = False
+        sound = _SOUND
+        if self.faults:
+            sound = [True, True, True]
+            for kind in _THERMISTOR_FAULTS:
+                for sensor in self.faults.get(kind, ()):
+                    sound[sensor] = False
         oracle.observe(t, self.pad_c, (self.power_w(0, levels[0]), self.power_w(1, levels[1])), self.enable, sound)

@@ -4,9 +4,9 @@ Each function runs one story in virtual time and prints a JSON report for pytest
 (tests/test_firmware.py). Times are virtual seconds.
 """
 
-import bed_harness as h
 from micropython import const
 
+import bed_harness as h
 import config as config_rules
 import records
 import wire_codec as wire
@@ -437,19 +437,27 @@ def night(hours=8):
     schedule = [(0, 33), (1800, 29), (3 * 3600, 30), (hours * 3600 - 1800, 34)]
     events = []
     state = {"next": 0, "refreshed": 0}
+    # At every sleep (100 Hz), in integer microseconds: the same instants as in seconds
+    # (whole seconds here), without a float made each time.
+    schedule_us = [(at * 1_000_000, target) for at, target in schedule]
+    in_bed_us, out_us = 600 * 1_000_000, (hours * 3600 - 300) * 1_000_000
+    near_hour_us = [3599 * 1_000_000]  # the hourly refresh's exact test only from then on
+    supervisor = bed.supervisor
 
     def program(now_us):
-        now = now_us / 1e6
-        while state["next"] < len(schedule) and now >= schedule[state["next"]][0]:
-            target = schedule[state["next"]][1] * MS
+        while state["next"] < len(schedule_us) and now_us >= schedule_us[state["next"]][0]:
+            target = schedule_us[state["next"]][1] * MS
             h.request(board, state["next"] + 1, _MESSAGE_ID_SET_TARGETS, [target, target])
             state["next"] += 1
-        plant.sleeper = 600 <= now < hours * 3600 - 300
-        if now - state["refreshed"] >= 3600:  # the program refreshes the bed hourly
-            bed.supervisor.refresh()
-            state["refreshed"] = now
-        if bed.supervisor.latched and not events:
-            events.append((now, _latched_names(bed)))
+        plant.sleeper = in_bed_us <= now_us < out_us
+        if now_us >= near_hour_us[0]:
+            now = now_us / 1e6
+            if now - state["refreshed"] >= 3600:  # the program refreshes the bed hourly
+                supervisor.refresh()
+                state["refreshed"] = now
+                near_hour_us[0] = now_us + 3599 * 1_000_000
+        if supervisor.latched and not events:
+            events.append((now_us / 1e6, _latched_names(bed)))
 
     h.run(board, plant, bed, hours * 3600, program)
     h.report(

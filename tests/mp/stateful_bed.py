@@ -135,9 +135,8 @@ class Session:
 
     def program(self, route, values, intended):
         """Send a program (see the module doc); return the request's sequence number, or None."""
-        from scenarios import _program_chunks
-
         import wire_codec as wire
+        from scenarios import _program_chunks
 
         unit = self.unit
         bed = unit.bed

@@ -3,8 +3,13 @@ JUnit XML and JSON; record the run."""
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from soma.station.bench.report import BenchReport
 
 EPILOG = """\b
 Examples:
@@ -31,18 +36,33 @@ Examples:
 @click.option("--station", help="This station's name in the records (default: the host name).")
 @click.option("--operator", default="", help="Who runs the bench, for the records.")
 def command(
-    port, fixture_port, plan_file, key_file, only, junit_file, report_file, as_json, baud, db, station, operator
-):
+    port: str,
+    fixture_port: str | None,
+    plan_file: str | None,
+    key_file: str | None,
+    only: tuple[str, ...],
+    junit_file: str | None,
+    report_file: str | None,
+    as_json: bool,
+    baud: int,
+    db: str | None,
+    station: str | None,
+    operator: str,
+) -> None:
     """Run every step of the plan (identity, sensors, heaters, runaway trip, outputs, radio,
     watchdog...): each reports its measurements, limits and verdict. Exit 1 if any fails."""
     import socket
 
-    from ..bench import DEFAULT_PLAN, Plan, Station, run_plan, write_reports
-    from ..calibration import Bath
-    from ..errors import SomaError
-    from ..serial_link import SerialLink
-    from ..traceability import Records
-    from .provision import read_key
+    from soma.errors import SomaError
+    from soma.link.serial_link import SerialLink
+    from soma.link.session import open_unit
+    from soma.sanctuary.keys import read_key
+    from soma.station.bench.kinds import Station
+    from soma.station.bench.plan import DEFAULT_PLAN, Plan
+    from soma.station.bench.report import write_reports
+    from soma.station.bench.run import run_plan
+    from soma.station.calibration import Bath
+    from soma.station.traceability import Records
 
     plan = Plan.load(plan_file or DEFAULT_PLAN)
     if only:
@@ -52,13 +72,11 @@ def command(
     key = read_key(key_file) if key_file else None
     station = station or socket.gethostname()
     records = Records(db)
-    with SerialLink(port, baud) as link:
+    with open_unit(port, baud) as unit:
         fixture_link = SerialLink(fixture_port, 9600) if fixture_port else None
         try:
-            client = link.management()
-            _check_unit(client, port)
             fixture = Bath(fixture_link) if fixture_link else None
-            report = run_plan(plan, Station(client, fixture, key), progress=_progress(as_json))
+            report = run_plan(plan, Station(unit.client, fixture, key), progress=_progress(as_json))
         finally:
             if fixture_link:
                 fixture_link.close()
@@ -72,27 +90,17 @@ def command(
     sys.exit(0 if report.passed else 1)
 
 
-def _check_unit(client, port):
-    from ..errors import SomaError
-    from ..management import ManagementTimeout
-
-    try:
-        client.request("info", timeout=3, noise_fails=True)
-    except ManagementTimeout:
-        raise SomaError(f"{port}: no Soma firmware answers (blank, at the REPL, or not a Soma unit)") from None
-
-
-def _progress(quiet):
+def _progress(quiet: bool) -> Callable[[int, int, str], None] | None:
     if quiet or not sys.stderr.isatty():
         return None
 
-    def show(index, total, step_id):
+    def show(index: int, total: int, step_id: str) -> None:
         click.echo(f"\r[{index + 1}/{total}] {step_id:<24}", nl=False, err=True)
 
     return show
 
 
-def _print_table(report):
+def _print_table(report: "BenchReport") -> None:
     from rich.console import Console
     from rich.table import Table
 

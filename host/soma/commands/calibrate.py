@@ -3,8 +3,13 @@ its bed sensor (BCG) channel's zero and gain against the bath fixture's referenc
 
 import json
 import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from soma.station.calibration import CalibrationReport
 
 EPILOG = """\b
 Examples:
@@ -28,16 +33,27 @@ Examples:
 @click.option("--operator", default="", help="Who calibrates, for the records.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(
-    port, bath_port, points, residual_limit, settle_timeout, max_error, max_bcg_error, db, station, operator, as_json
-):
+    port: str,
+    bath_port: str,
+    points: str,
+    residual_limit: float,
+    settle_timeout: float,
+    max_error: float,
+    max_bcg_error: float,
+    db: str | None,
+    station: str | None,
+    operator: str,
+    as_json: bool,
+) -> None:
     """Settle the bath at each point, fit Steinhart-Hart per sensor, refuse a poor fit; measure
     the BCG channel's zero (shaker off) and gain (1 Hz reference shake), refuse a broken
     channel; write and read back the record, then measure every point and the shake again
     and report before and after. Exit 1 if an error after calibration is over its bar."""
-    from ..calibration import Bath, calibrate
-    from ..errors import SomaError
-    from ..serial_link import SerialLink
-    from ..traceability import Records
+    from soma.errors import SomaError
+    from soma.link.serial_link import SerialLink
+    from soma.link.session import open_unit
+    from soma.station.calibration import Bath, calibrate
+    from soma.station.traceability import Records
 
     try:
         set_points = tuple(float(value) for value in points.split(","))
@@ -46,10 +62,8 @@ def command(
     if len(set_points) < 3:
         raise SomaError("--points: at least three set points are needed for a Steinhart-Hart fit")
     records = Records(db)
-    with SerialLink(bath_port, 9600) as bath_link, SerialLink(port) as link:
-        report = calibrate(
-            link.management(), Bath(bath_link), set_points, residual_limit, settle_timeout, station or ""
-        )
+    with SerialLink(bath_port, 9600) as bath_link, open_unit(port) as unit:
+        report = calibrate(unit.client, Bath(bath_link), set_points, residual_limit, settle_timeout, station or "")
     passed = report.max_error_after_c <= max_error and abs(report.bcg_error_after_pct) <= max_bcg_error
     outcome = "pass" if passed else "fail"
     records.record(report.serial, "calibrate", outcome, report.firmware_hash, station, operator, report.__dict__)
@@ -62,7 +76,7 @@ def command(
     sys.exit(0 if passed else 1)
 
 
-def report_lines(report, set_points):
+def report_lines(report: "CalibrationReport", set_points: Sequence[float]) -> Iterator[str]:
     """The text report: each point's error before -> after per sensor, then the BCG channel."""
     yield f"{report.serial}: calibrated, generation {report.generation}"
     for point, before, after in zip(set_points, report.before_c, report.after_c, strict=True):

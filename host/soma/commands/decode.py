@@ -2,10 +2,13 @@
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
 
 import click
 
-from ..errors import SomaError
+from soma.errors import SomaError
 
 EPILOG = """\b
 Examples:
@@ -23,7 +26,7 @@ Examples:
     "--key", "key_file", type=click.Path(dir_okay=False), help="Sanctuary key file (hex) to check beacon tags."
 )
 @click.option("--firmware", is_flag=True, help="Use the generated firmware codec under MicroPython.")
-def command(hex_or_dash, message, key_file, firmware):
+def command(hex_or_dash: str, message: str | None, key_file: str | None, firmware: bool) -> None:
     """Decode HEX (or '-' for stdin, one frame per line) and print JSON."""
     from soma_protocol import auth, codec, framing
 
@@ -34,12 +37,12 @@ def command(hex_or_dash, message, key_file, firmware):
         raise SomaError("decode: no input")
     service = None
     if firmware:
-        from ..mpcodec import FirmwareCodec, FirmwareProtocolError
+        from soma.crosscheck.firmware_codec import FirmwareCodec, FirmwareProtocolError
 
         service = FirmwareCodec()
         errors = (codec.ProtocolError, FirmwareProtocolError)
 
-        def unpack(name, data):
+        def unpack(name: str, data: bytes) -> list[Any]:
             return service.unpack(name, data)
     else:
         errors = (codec.ProtocolError,)
@@ -60,7 +63,15 @@ def command(hex_or_dash, message, key_file, firmware):
         sys.exit(2)
 
 
-def _decode_line(line, message, key, unpack, codec, framing, auth):
+def _decode_line(
+    line: str,
+    message: str | None,
+    key: bytes | None,
+    unpack: Callable[[str, bytes], list[Any]],
+    codec: ModuleType,
+    framing: ModuleType,
+    auth: ModuleType,
+) -> Iterator[dict[str, Any]]:
     try:
         data = bytes.fromhex(line)
     except ValueError:
@@ -82,7 +93,7 @@ def _decode_line(line, message, key, unpack, codec, framing, auth):
         yield document
 
 
-def _read_key(path):
+def _read_key(path: str) -> bytes:
     try:
         text = open(path).read().strip()
         key = bytes.fromhex(text)
@@ -91,6 +102,6 @@ def _read_key(path):
     return key
 
 
-def _one_line(exc):
+def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -1,10 +1,11 @@
-"""soma demo: a night in a Soma Sanctuary, end to end, on virtual beds (soma.night_demo)."""
+"""soma demo: a night in a Soma Sanctuary, end to end, on virtual beds (soma.demo.run)."""
 
 import sys
+from pathlib import Path
 
 import click
 
-from ..night_demo import FAULTS
+from soma.demo.settings import FAULTS
 
 EPILOG = """\b
 Examples:
@@ -29,7 +30,7 @@ Faults: """ + ", ".join(FAULTS)
     "--out", "out_dir", default="demo-results", show_default=True, type=click.Path(file_okay=False), help="Results."
 )
 @click.option("--seed", default=1, show_default=True, help="Seed of the units, sleepers and radio.")
-def command(beds, night_minutes, inject, out_dir, seed):
+def command(beds: int, night_minutes: float, inject: str | None, out_dir: str, seed: int) -> None:
     """Flash blank virtual beds, calibrate and bench-test them, provision a sanctuary, upload
     a night program to one bed, run the night (sleepers, Equal Rest, the Wake-Dream
     Ushering) and report: a summary here, a picture and a web page in OUT. Exit 0 only if
@@ -38,15 +39,17 @@ def command(beds, night_minutes, inject, out_dir, seed):
 
     from rich.console import Console
 
-    from ..night_demo import DemoSettings, run_demo, summary_lines
+    from soma.demo.judging import summary_lines
+    from soma.demo.run import run_demo
+    from soma.demo.settings import DemoSettings
 
     console = Console(highlight=False)
     started = time.monotonic()
 
-    def say(text):
+    def say(text: str) -> None:
         console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim]  {text}")
 
-    settings = DemoSettings(beds=beds, night_minutes=night_minutes, inject=inject, out_dir=out_dir, seed=seed)
+    settings = DemoSettings(beds=beds, night_minutes=night_minutes, inject=inject, out_dir=Path(out_dir), seed=seed)
     outcome = run_demo(settings, say)
     console.rule("summary")
     for line, ok in summary_lines(outcome):

@@ -32,14 +32,13 @@ Examples:
     help="Clear these latched faults (default: all); the unit clears only those whose cause has gone.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def command(port, baud, to_clear, as_json):
+def command(port: str, baud: int, to_clear: str | None, as_json: bool) -> None:
     """List the unit's latched faults; with --clear, ask it to clear them. A fault whose cause
     is still there (a pad still at 42 degC, a thermistor still open) stays latched, as do
     self_test (a reboot clears it) and auto_off (it clears itself): exit 1."""
-    from ..errors import SomaError
-    from ..management import ALL_FAULTS, fault_mask, fault_names
-    from ..serial_link import SerialLink
-    from .program import connect, unit_errors
+    from soma.errors import SomaError
+    from soma.link.management import ALL_FAULTS, fault_mask, fault_names
+    from soma.link.session import open_unit
 
     if to_clear is None or to_clear == "all":
         mask = ALL_FAULTS
@@ -51,12 +50,12 @@ def command(port, baud, to_clear, as_json):
             mask = fault_mask(names)
         except ValueError as exc:
             raise SomaError(f"--clear: {exc}") from None
-    with SerialLink(port, baud) as link, unit_errors(port):
-        client = connect(link.management(), port)
+    with open_unit(port, baud) as unit:
         if to_clear is None:
-            cleared, latched = 0, client.request_fields("info", timeout=3)["fault_mask"]
+            assert unit.info is not None, "open_unit (firmware=True) asked the unit's info"
+            cleared, latched = 0, unit.info["fault_mask"]  # the session's info, asked as it opened
         else:
-            cleared, latched = client.request("fault_clear", [mask], timeout=3)
+            cleared, latched = unit.client.request("fault_clear", [mask], timeout=3)
     stuck = latched & mask if to_clear is not None else 0
     view = {"port": port, "latched": fault_names(latched), "cleared": fault_names(cleared)}
     if as_json:

@@ -2,9 +2,17 @@
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
+
+if TYPE_CHECKING:
+    from soma.errors import SomaError
+    from soma.station.flashing import FlashResult
+
+ProgressFn = Callable[[int, int | None, str], Any]
 
 EPILOG = """\b
 Examples:
@@ -22,22 +30,31 @@ Examples:
 @click.option("--db", help="Traceability database (URL or SQLite file; default: $SOMA_DB or the user's).")
 @click.option("--station", help="This station's name in the records (default: the host name).")
 @click.option("--operator", default="", help="Who runs the flash, for the records.")
-def command(ports, firmware, baud, as_json, db, station, operator):
+def command(
+    ports: tuple[str, ...],
+    firmware: str | None,
+    baud: int,
+    as_json: bool,
+    db: str | None,
+    station: str | None,
+    operator: str,
+) -> None:
     """Compile, diff, send compressed, verify, switch atomically; wait for the new firmware
     to confirm itself, or report the unit's own rollback."""
-    from ..errors import SomaError
-    from ..flashing import Image, flash
-    from ..traceability import Records
-    from ..unit import UnitLink
+    from soma.errors import SomaError
+    from soma.link.session import open_unit
+    from soma.station.flashing import Image, flash
+    from soma.station.traceability import Records
 
     records = Records(db)
     image = Image.build(firmware)
     progress = _progress(ports, as_json)
 
-    def one(port):
+    def one(port: str) -> "FlashResult | SomaError":
         try:
-            with UnitLink(port, baud) as link:
-                result = flash(link, image, progress=progress.updater(port))
+            # firmware=False: a blank unit has none; a unit on another protocol is what flash fixes
+            with open_unit(port, baud, firmware=False) as unit:
+                result = flash(unit, image, progress=progress.updater(port))
         except SomaError as exc:
             return exc
         records.record(result.serial, "flash", result.status, result.firmware_hash, station, operator, result.__dict__)
@@ -68,35 +85,35 @@ def command(ports, firmware, baud, as_json, db, station, operator):
         sys.exit(2 if connection and len(ports) == 1 else 1)
 
 
-def _progress(ports, quiet):
+def _progress(ports: Iterable[str], quiet: bool) -> "_Bars | _NoProgress":
     """A progress bar per unit on a terminal; nothing otherwise."""
     return _NoProgress() if quiet or not sys.stdout.isatty() else _Bars(ports)
 
 
 class _Bars:
-    def __init__(self, ports):
+    def __init__(self, ports: Iterable[str]) -> None:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
         self._display = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn())
         self._tasks = {port: self._display.add_task(port, total=None) for port in ports}
 
-    def __enter__(self):
+    def __enter__(self) -> "_Bars":
         self._display.__enter__()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         return self._display.__exit__(*exc)
 
-    def updater(self, port):
+    def updater(self, port: str) -> ProgressFn:
         return lambda done, total, name: self._display.update(self._tasks[port], completed=done, total=total)
 
 
 class _NoProgress:
-    def __enter__(self):
+    def __enter__(self) -> "_NoProgress":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> Literal[False]:
         return False
 
-    def updater(self, port):
+    def updater(self, port: str) -> ProgressFn | None:
         return None

@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from typing import Any, Literal
 
 import click
 
@@ -19,16 +20,15 @@ Examples:
 @click.option("--seconds", type=click.FloatRange(0), help="Stop after this long (default: until Ctrl-C).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines even on a terminal.")
 @click.option("--baud", default=115200, show_default=True)
-def command(port, period_ms, seconds, as_json, baud):
+def command(port: str, period_ms: int, seconds: float | None, as_json: bool, baud: int) -> None:
     """Temperatures, set points, drives, heater currents, outputs, faults and loop health."""
+    from soma.link.session import open_unit
     from soma_protocol import codec
-
-    from ..unit import UnitLink
 
     live = not as_json and sys.stdout.isatty()
     end = time.monotonic() + seconds if seconds is not None else None
-    with UnitLink(port, baud) as link:
-        client = link.management()
+    with open_unit(port, baud) as unit:
+        client = unit.client
         client.request("telemetry_control", [period_ms], timeout=3)
         try:
             with _LiveTable() if live else _NoTable() as table:
@@ -53,40 +53,46 @@ def command(port, period_ms, seconds, as_json, baud):
             client.request("telemetry_control", [0], timeout=3)
 
 
-def _message_id(name):
-    from soma_protocol import schema
+def _message_id(name: str) -> int:
+    from soma_protocol.enums import MessageId
 
-    return int(schema.MessageId.encmapping[name])
+    return int(MessageId[name])
 
 
 class _NoTable:
-    def __enter__(self):
+    def __enter__(self) -> "_NoTable":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> Literal[False]:
         return False
+
+    def note(self, event: dict[str, Any]) -> None:
+        """Nothing to show without a live table (JSON lines are printed instead)."""
+
+    def show(self, frame: dict[str, Any]) -> None:
+        """Nothing to show without a live table (JSON lines are printed instead)."""
 
 
 class _LiveTable:
     """A rich Live table of the newest telemetry frame and the latest events."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         from rich.live import Live
 
         self._live = Live(refresh_per_second=4)
-        self._events = []
+        self._events: list[str] = []
 
-    def __enter__(self):
+    def __enter__(self) -> "_LiveTable":
         self._live.__enter__()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         return self._live.__exit__(*exc)
 
-    def note(self, event):
+    def note(self, event: dict[str, Any]) -> None:
         self._events = (self._events + [json.dumps(event)])[-5:]
 
-    def show(self, frame):
+    def show(self, frame: dict[str, Any]) -> None:
         from rich.table import Table
 
         table = Table("telemetry", "value")

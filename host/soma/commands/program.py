@@ -1,9 +1,13 @@
 """soma program: check a sleep program file, and upload it to one bed of a sanctuary."""
 
 import json
-from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from soma.link.management import ManagementClient
+    from soma.sanctuary.program import Program
 
 EPILOG = """\b
 Examples:
@@ -12,15 +16,14 @@ Examples:
   soma program upload --port /dev/pts/7 --version 4 --json examples/programs/short.json
 """
 
-STATUS_TIMEOUT_S = 3
 UPLOAD_TIMEOUT_S = 5  # the bed writes the program record to flash before it answers
 
 
 class Duration(click.ParamType):
     name = "duration"
 
-    def convert(self, value, param, ctx):
-        from ..program import parse_duration
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from soma.sanctuary.program import parse_duration
 
         try:
             return parse_duration(int(value) if isinstance(value, str) and value.isdigit() else value)
@@ -29,7 +32,7 @@ class Duration(click.ParamType):
 
 
 @click.group(epilog=EPILOG)
-def command():
+def command() -> None:
     """Sleep programs: phases on the sanctuary's clock, ending with the Wake-Dream Ushering.
     The file format is described in `soma program show --help`."""
 
@@ -37,15 +40,14 @@ def command():
 @command.command(epilog=EPILOG)
 @click.argument("program_file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the program and its ProgramData as JSON.")
-def show(program_file, as_json):
+def show(program_file: str, as_json: bool) -> None:
     """Check a program file (TOML, or JSON by its .json extension) and show what a bed would
     run: its phases (time from the start, pads, light, haptics), the ushering and the power
     budget. Keys: id, version, name, duration, budget_w, beds, [[phase]] (at, pad |
     pad_offset, light, light_ramp, haptic), [ushering] (at, smart_window, ramp, light, pad |
     pad_offset, haptic); durations like "90s", "45m", "7h30m"."""
+    from soma.sanctuary.program import PAYLOAD, PHASE, compile_program, describe, load
     from soma_protocol import codec, schema
-
-    from ..program import PAYLOAD, PHASE, compile_program, describe, load
 
     program = load(program_file)
     values = compile_program(program, program.version or 0)
@@ -77,16 +79,16 @@ def show(program_file, as_json):
 )
 @click.option("--baud", default=115200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def upload(port, program_file, start_in_s, version, baud, as_json):
+def upload(port: str, program_file: str, start_in_s: int, version: int | None, baud: int, as_json: bool) -> None:
     """Upload a program to one bed: it starts `--start-in` from now on the sanctuary's global
     clock, and spreads to the other beds by radio (the newest version wins)."""
-    from ..program import format_duration, load
-    from ..serial_link import SerialLink
+    from soma.link.session import open_unit
+    from soma.sanctuary.program import format_duration, load
+    from soma.sanctuary.status import format_global_time
 
     program = load(program_file)  # a bad file fails before the port is opened
-    with SerialLink(port, baud) as link, unit_errors(port):
-        client = connect(link.management(), port)
-        result = upload_program(client, program, start_in_s, version)
+    with open_unit(port, baud) as unit:
+        result = upload_program(unit.client, program, start_in_s, version)
     if as_json:
         click.echo(json.dumps({"port": port, "file": program_file, **result}))
         return
@@ -103,15 +105,15 @@ def upload(port, program_file, start_in_s, version, baud, as_json):
         )
 
 
-def upload_program(client, program, start_in_s, version=None):
+def upload_program(
+    client: "ManagementClient", program: "Program", start_in_s: int, version: int | None = None
+) -> dict[str, Any]:
     """Read the bed's sanctuary status, decide the version and start, upload; return a summary.
     `client` is a ManagementClient (request, request_fields)."""
-    from soma_protocol import schema
+    from soma.sanctuary.program import ProgramError, compile_program, decide_upload
+    from soma.sanctuary.status import is_synced, read_status
 
-    from ..program import ProgramError, compile_program, decide_upload
-    from .sanctuary import read_status
-
-    status = read_status(client, STATUS_TIMEOUT_S)
+    status = read_status(client)
     decision = decide_upload(program, status, start_in_s, version)
     values = compile_program(program, decision.version, decision.start_us)
     program_id, stored_version = client.request("program_upload", values, timeout=UPLOAD_TIMEOUT_S)
@@ -128,41 +130,5 @@ def upload_program(client, program, start_in_s, version=None):
         "replaced": {"program_id": status["program_id"], "version": status["program_version"]}
         if status["program_id"]
         else None,
-        "synced": bool(status["flags"] & schema.BeaconFlags.flags["synced"]),
+        "synced": is_synced(status["flags"]),
     }
-
-
-def connect(client, port):
-    """The client of a Soma unit that speaks this host's protocol (the payloads' layout
-    depends on it); SomaError otherwise."""
-    from soma_protocol import codec, ir
-
-    from ..errors import SomaError
-
-    # noise_fails: a line that answers with a REPL fails at once rather than at the timeout
-    info = codec.nest("info_response", client.request("info", timeout=STATUS_TIMEOUT_S, noise_fails=True))
-    if info["protocol_hash"] != ir.protocol_hash():
-        raise SomaError(
-            f"{port}: protocol hash mismatch: the unit speaks {info['protocol_hash']:08x}, this host "
-            f"{ir.protocol_hash():08x} (flash the unit, or use the matching host tools)"
-        )
-    return client
-
-
-@contextmanager
-def unit_errors(port):
-    """A unit that does not answer, or refuses, as one line."""
-    from ..errors import SomaError
-    from ..management import DeviceError, ManagementTimeout
-
-    try:
-        yield
-    except ManagementTimeout:
-        raise SomaError(f"{port}: no Soma firmware answers (blank, at the REPL, or not a Soma unit)") from None
-    except DeviceError as exc:
-        raise SomaError(f"{port}: error from the unit: {exc}") from None
-
-
-def format_global_time(us):
-    """Global time (µs on the sanctuary's clock) as seconds."""
-    return f"{us / 1e6:.3f} s"

@@ -2,7 +2,6 @@
 
 import json
 import os
-import secrets
 
 import click
 
@@ -11,8 +10,6 @@ Examples:
   soma provision --port /dev/pts/7 --sanctuary 7 --bed 1 --new-key sanctuary.key
   soma provision --port /dev/pts/9 --sanctuary 7 --bed 2 --key sanctuary.key
 """
-
-KEY_BYTES = 32
 
 
 @click.command(epilog=EPILOG)
@@ -23,37 +20,31 @@ KEY_BYTES = 32
 @click.option("--new-key", "new_key_file", type=click.Path(dir_okay=False), help="Generate a key into this file.")
 @click.option("--baud", default=115200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def command(port, sanctuary_id, bed_id, key_file, new_key_file, baud, as_json):
+def command(
+    port: str,
+    sanctuary_id: int,
+    bed_id: int,
+    key_file: str | None,
+    new_key_file: str | None,
+    baud: int,
+    as_json: bool,
+) -> None:
     """Write the sanctuary key and bed id into the unit's key record; print only the key's id."""
-    from ..errors import SomaError
-    from ..unit import UnitLink
+    from soma.errors import SomaError
+    from soma.link.session import open_unit
+    from soma.sanctuary.keys import new_key, read_key
 
     if bool(key_file) == bool(new_key_file):
         raise SomaError("give exactly one of --key FILE or --new-key FILE")
-    if key_file:
-        key = read_key(key_file)
-    else:
-        if os.path.exists(new_key_file):
-            raise SomaError(f"{new_key_file} exists: refusing to overwrite a key (use --key)")
-        key = secrets.token_bytes(KEY_BYTES)
-        descriptor = os.open(new_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(key.hex() + "\n")
-    with UnitLink(port, baud) as link:
-        key_id = link.management().provision(sanctuary_id, bed_id, key).hex()
+    key = read_key(key_file) if key_file else None
+    if new_key_file and os.path.exists(new_key_file):  # refused before the unit is opened
+        raise SomaError(f"{new_key_file} exists: refusing to overwrite a key (use --key)")
+    with open_unit(port, baud) as unit:
+        if key is None:  # written once the unit is known to take it
+            assert new_key_file is not None, "exactly one of --key and --new-key (checked above)"
+            key = new_key(new_key_file)
+        key_id = unit.client.provision(sanctuary_id, bed_id, key).hex()
     if as_json:
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:
         click.echo(f"{port}: sanctuary {sanctuary_id}, bed {bed_id}, key id {key_id}")
-
-
-def read_key(path):
-    from ..errors import SomaError
-
-    try:
-        key = bytes.fromhex(open(path).read().strip())
-    except (OSError, ValueError) as exc:
-        raise SomaError(f"cannot read key file {path}: {exc}") from None
-    if len(key) != KEY_BYTES:
-        raise SomaError(f"key file {path}: {len(key)} bytes, expected {KEY_BYTES}")
-    return key

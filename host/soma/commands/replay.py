@@ -23,18 +23,20 @@ Examples:
 @click.option("--zero", default=0, show_default=True, type=click.IntRange(-32768, 32767), help="BCG zero, codes.")
 @click.option("--gain", default=1.0, show_default=True, type=click.FloatRange(0.5, 2.0), help="BCG gain correction.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also draw signal and estimates (PNG).")
-def command(recording, column, rate_hz, zero, gain, plot_path):
+def command(
+    recording: str, column: str | None, rate_hz: float | None, zero: int, gain: float, plot_path: str | None
+) -> None:
     """Run RECORDING (CSV: a header, raw BCG codes) through the firmware's own sensing
     pipeline under MicroPython (96 KiB heap) and print what it reports per epoch: presence,
     movement, breathing and heart rate (null when not valid), sleep state."""
-    from ..replay import read_recording, run_pipeline
+    from soma.sensing.replay import read_recording, run_pipeline
 
     loaded = read_recording(recording, column=column, rate_hz=rate_hz)
     epochs, _ = run_pipeline(loaded.codes, zero=zero, gain=gain)
     for epoch in epochs:
         click.echo(json.dumps(epoch))
     if plot_path:
-        from ..sensing_plot import plot_replay
+        from soma.sensing.plot import plot_replay
 
         plot_replay(loaded, epochs, plot_path)
         click.echo(f"plot: {plot_path}", err=True)

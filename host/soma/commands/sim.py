@@ -1,16 +1,16 @@
 """soma sim: run a simulated sanctuary of virtual beds until Ctrl-C or `soma sim stop`."""
 
 import json
-import os
 import signal
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..errors import SomaError
-from ..sim.control import FAULT_KINDS
+from soma.errors import SomaError
+from soma.sim.control import DEFAULT_CONTROL, FAULT_KINDS
 
 EPILOG = """\b
 Examples:
@@ -29,8 +29,6 @@ Examples:
   soma sim record --bed 1 --seconds 600 night.csv   bed 1's raw sensor samples (soma replay)
   soma sim stop
 """
-
-DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"soma-sim-{os.getuid()}.sock"
 
 
 # `soma sim [OPTIONS]` runs the simulator; `soma sim [--control PATH] VERB` talks to a running one.
@@ -53,15 +51,26 @@ DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(
 @click.option("--root", type=click.Path(file_okay=False), help="Where the beds' flash directories live (kept).")
 @click.option("--control", "control", default=str(DEFAULT_CONTROL), show_default=True, help="Control socket path.")
 @click.pass_context
-def command(ctx, beds, blank, time_scale, seed, baud, loss, in_bed_at, root, control):
+def command(
+    ctx: click.Context,
+    beds: int,
+    blank: bool,
+    time_scale: float,
+    seed: int,
+    baud: int | None,
+    loss: float,
+    in_bed_at: float,
+    root: str | None,
+    control: str,
+) -> None:
     """Run virtual beds on pseudo-terminals that pyserial and mpremote open like USB ports.
     Exit 1 if a bed's safety oracle saw a breach of a SPEC §3 rule while it ran."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = control
         return
-    from ..sim.control import ControlServer
-    from ..sim.radio import RadioSettings
-    from ..sim.sanctuary import Sanctuary
+    from soma.sim.control import ControlServer
+    from soma.sim.radio import RadioSettings
+    from soma.sim.sanctuary import Sanctuary
 
     if Path(control).exists():
         raise SomaError(f"a simulator already runs on {control} (`soma sim stop`), or remove the stale socket")
@@ -93,8 +102,8 @@ def command(ctx, beds, blank, time_scale, seed, baud, loss, in_bed_at, root, con
         raise SomaError(f"the safety oracle saw {sanctuary.breaches} breaches: {told}", exit_code=1)
 
 
-def _call(ctx, request):
-    from ..sim.control import call
+def _call(ctx: click.Context, request: dict[str, Any]) -> None:
+    from soma.sim.control import call
 
     try:
         answer = call(ctx.obj, request)
@@ -109,14 +118,14 @@ def _call(ctx, request):
 
 @command.command()
 @click.pass_context
-def stop(ctx):
+def stop(ctx: click.Context) -> None:
     """Stop the running simulator (every bed process, no port left behind)."""
     _call(ctx, {"op": "stop"})
 
 
 @command.command()
 @click.pass_context
-def status(ctx):
+def status(ctx: click.Context) -> None:
     """Print the running simulator's beds as JSON."""
     _call(ctx, {"op": "status"})
 
@@ -125,18 +134,18 @@ def status(ctx):
 @click.option("--bed", required=True, type=int, help="Bed number, from 1.")
 @click.option("--cause", type=click.Choice(["hard", "power"]), default="hard", show_default=True)
 @click.pass_context
-def reset(ctx, bed, cause):
+def reset(ctx: click.Context, bed: int, cause: str) -> None:
     """Hard-reset or power-cycle a bed (its flash directory is kept)."""
     _call(ctx, {"op": "reset", "bed": bed, "cause": cause})
 
 
-def _fault_verb(op, summary):
+def _fault_verb(op: str, summary: str) -> click.Command:
     @command.command(name=op, help=summary)
     @click.option("--bed", required=True, type=int, help="Bed number, from 1.")
     @click.argument("kind", type=click.Choice(FAULT_KINDS))  # the control socket's list
     @click.argument("index", type=int)
     @click.pass_context
-    def verb(ctx, bed, kind, index):
+    def verb(ctx: click.Context, bed: int, kind: str, index: int) -> None:
         _call(ctx, {"op": op, "bed": bed, "kind": kind, "index": index})
 
     return verb
@@ -150,12 +159,12 @@ fault = _fault_verb(
 heal = _fault_verb("heal", "Remove an injected fault.")
 
 
-def _station_verb(op, what):
+def _station_verb(op: str, what: str) -> Callable[..., Any]:
     @click.option("--in", "inside", flag_value=True, default=True, help=f"Into the {what} (the default).")
     @click.option("--out", "inside", flag_value=False, help=f"Out of the {what}.")
     @click.argument("beds", nargs=-1, type=int, required=True)
     @click.pass_context
-    def verb(ctx, inside, beds):
+    def verb(ctx: click.Context, inside: bool, beds: tuple[int, ...]) -> None:
         _call(ctx, {"op": op, "beds": list(beds), "inside": inside})
 
     return verb
@@ -172,7 +181,7 @@ fixture = command.command(
 @command.command()
 @click.argument("groups", nargs=-1)
 @click.pass_context
-def partition(ctx, groups):
+def partition(ctx: click.Context, groups: tuple[str, ...]) -> None:
     """Split the radio into groups of beds (e.g. 1,2 3); no groups heals the partition."""
     try:
         parsed = [[int(number) for number in group.split(",")] for group in groups]
@@ -185,7 +194,7 @@ def partition(ctx, groups):
 @click.option("--bed", required=True, type=int, help="Bed number, from 1.")
 @click.option("--after-bytes", required=True, type=click.IntRange(0), help="Flash bytes written before the cut.")
 @click.pass_context
-def power_cut(ctx, bed, after_bytes):
+def power_cut(ctx: click.Context, bed: int, after_bytes: int) -> None:
     """Cut a bed's power in the middle of its next flash writes (a half-written file stays)."""
     _call(ctx, {"op": "power_cut", "bed": bed, "after_bytes": after_bytes})
 
@@ -193,7 +202,7 @@ def power_cut(ctx, bed, after_bytes):
 @command.command()
 @click.option("--bed", required=True, type=int, help="Bed number, from 1.")
 @click.pass_context
-def stall(ctx, bed):
+def stall(ctx: click.Context, bed: int) -> None:
     """Hang a bed's firmware (its loop stops); the watchdog resets it within 2 s."""
     _call(ctx, {"op": "stall", "bed": bed})
 
@@ -203,7 +212,7 @@ def stall(ctx, bed):
 @click.option("--seconds", required=True, type=click.FloatRange(min=1, max=86_400), help="How long to record.")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @click.pass_context
-def record(ctx, bed, seconds, path):
+def record(ctx: click.Context, bed: int, seconds: float, path: str) -> None:
     """Record a bed's raw BCG samples (and its sleeper's ground truth) to a CSV file for
     `soma replay`; returns when the file is complete."""
     import time

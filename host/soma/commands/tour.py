@@ -2,8 +2,15 @@
 
 import random
 import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from soma.crosscheck.firmware_codec import FirmwareCodec
 
 EPILOG = """\b
 Examples:
@@ -18,14 +25,13 @@ SANCTUARY_ID = 21
 @click.command(epilog=EPILOG)
 @click.option("--fuzz", "fuzz_cases", default=2000, show_default=True, help="Cases in the differential fuzz burst.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the fuzz burst.")
-def command(fuzz_cases, seed):
+def command(fuzz_cases: int, seed: int) -> None:
     """Build beacons and management frames on one side, decode them on the other, then fuzz both."""
     from rich.console import Console
 
+    from soma.crosscheck import fuzzing
+    from soma.crosscheck.firmware_codec import FirmwareCodec
     from soma_protocol import auth, codec, framing, ir
-
-    from .. import fuzzing
-    from ..mpcodec import FirmwareCodec
 
     console = Console()
     console.rule("[bold]Soma wire protocol")
@@ -57,7 +63,7 @@ def command(fuzz_cases, seed):
     console.print("[green]host and firmware agree on every byte[/]")
 
 
-def _beacon_values(seq):
+def _beacon_values(seq: int) -> list[Any]:
     from soma_protocol import codec
 
     fields = {
@@ -83,7 +89,7 @@ def _beacon_values(seq):
     return [fields[leaf.path] for leaf in codec.MESSAGES["beacon"].fields]
 
 
-def _show_beacon(console, codec, firmware, beacon):
+def _show_beacon(console: "Console", codec: ModuleType, firmware: "FirmwareCodec", beacon: bytes) -> int:
     from rich.table import Table
 
     console.rule("Beacon: signed by the host, decoded by the firmware under MicroPython")
@@ -97,11 +103,11 @@ def _show_beacon(console, codec, firmware, beacon):
     return int(host != fw)
 
 
-def _show_verdicts(console, auth, firmware, values):
+def _show_verdicts(console: "Console", auth: ModuleType, firmware: "FirmwareCodec", values: list[Any]) -> int:
     from rich.table import Table
 
     console.rule("Beacon: signed by the firmware, checked by both sides")
-    from ..mpcodec import to_json
+    from soma.crosscheck.firmware_codec import to_json
 
     signed = bytes.fromhex(firmware.call("sign", key=DEMO_KEY.hex(), values=[to_json(v) for v in values]))
     damaged = bytearray(signed)
@@ -135,7 +141,7 @@ def _show_verdicts(console, auth, firmware, values):
     return failures
 
 
-def _show_serial_line(console, codec, framing, firmware):
+def _show_serial_line(console: "Console", codec: ModuleType, framing: ModuleType, firmware: "FirmwareCodec") -> int:
     console.rule("Management frame on the serial line, among noise")
     payload = codec.encode("ping_payload", [0x03040102])  # REPL control bytes inside the payload
     body = codec.encode("frame", [1, 7, 1, payload])

@@ -10,9 +10,9 @@ DB_HELP = "Database: a SQLAlchemy URL or a SQLite file (default: $SOMA_DB or ~/.
 @click.command(epilog="\b\nExamples:\n  soma units\n  soma units --db postgresql://factory/soma --json")
 @click.option("--db", help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def units(db, as_json):
+def units(db: str | None, as_json: bool) -> None:
     """List every unit ever flashed, calibrated or bench-tested here."""
-    from ..traceability import Records
+    from soma.station.traceability import Records
 
     found = Records(db).units()
     if as_json:
@@ -26,10 +26,10 @@ def units(db, as_json):
 @click.argument("serial")
 @click.option("--db", help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def history(serial, db, as_json):
+def history(serial: str, db: str | None, as_json: bool) -> None:
     """Every recorded run of one unit, oldest first."""
-    from ..errors import SomaError
-    from ..traceability import Records
+    from soma.errors import SomaError
+    from soma.station.traceability import Records
 
     runs = Records(db).history(serial)
     if not runs:

@@ -9,27 +9,32 @@ frames are kept for whoever asks.
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from soma_protocol import codec, framing, schema
+from soma_protocol import codec, framing
+from soma_protocol.enums import ErrorCode, FaultCode, FrameKind, MessageId
 
-KINDS = {str(name): int(value) for name, value in schema.FrameKind.encmapping.items()}
-MESSAGES = {str(name): int(value) for name, value in schema.MessageId.encmapping.items()}
-ERROR_CODES = {int(value): str(name) for name, value in schema.ErrorCode.encmapping.items()}
-FAULT_CODES = {str(name): int(value) for name, value in schema.FaultCode.encmapping.items()}
+KINDS = {kind.name: int(kind) for kind in FrameKind}
+MESSAGES = {message.name: int(message) for message in MessageId}
+ERROR_CODES = {int(code): code.name for code in ErrorCode}
+FAULT_CODES = {fault.name: int(fault) for fault in FaultCode}
 # A telemetry field's index in the frame's flat values ("outputs_permille.3" for an array's item).
 TELEMETRY = {leaf.path: i for i, leaf in enumerate(codec.MESSAGES["telemetry"].fields)}
 ALL_FAULTS = 0xFFFFFFFF
 BUSY_ATTEMPTS = 4
 BUSY_PAUSE_S = 0.5
 RESTART_SLACK_MS = 100  # an uptime this far behind the time passed is a new boot
+# Payload values are the codec's decoded construct values (ints, bytes, lists): `Any`.
+Uptime = tuple[int, float, int]  # what uptime() returns and await_new_boot takes
 
 
-def fault_names(mask):
+def fault_names(mask: int) -> list[str]:
     """The faults whose bits are set in a fault mask (info, telemetry, fault_clear)."""
     return [name for name, code in FAULT_CODES.items() if mask >> code & 1]
 
 
-def fault_mask(names):
+def fault_mask(names: Iterable[str]) -> int:
     """The fault mask of these fault names; ValueError names one that is not a fault."""
     mask = 0
     for name in names:
@@ -51,25 +56,27 @@ class NotFirmware(ManagementTimeout):
 class DeviceError(RuntimeError):
     """The unit answered a request with an error frame."""
 
-    def __init__(self, message, code, detail):
+    def __init__(self, message: str, code: int, detail: int) -> None:
         super().__init__(f"{message}: {ERROR_CODES.get(code, code)} (detail {detail})")
         self.code = ERROR_CODES.get(code, code)
         self.detail = detail
 
 
 class ManagementClient:
-    def __init__(self, read, write):
+    def __init__(self, read: Callable[[float], bytes], write: Callable[[bytes], object]) -> None:
         self._read = read
         self._write = write
         self._decoder = framing.FrameDecoder()
         self._seq = 0
-        self._answers = {}
-        self.telemetry = deque(maxlen=1000)  # value lists, newest last
-        self.events = deque(maxlen=1000)  # (message name, value list)
+        self._answers: dict[int, tuple[int, list[Any]]] = {}
+        self.telemetry: deque[list[Any]] = deque(maxlen=1000)  # value lists, newest last
+        self.events: deque[tuple[str, list[Any]]] = deque(maxlen=1000)  # (message name, value list)
         self.bad_frames = 0
         self.echoes = 0  # request frames received: a unit never sends them, a REPL echoes ours
 
-    def request(self, message, values=(), timeout=2.0, noise_fails=False):
+    def request(
+        self, message: str, values: Sequence[object] = (), timeout: float = 2.0, noise_fails: bool = False
+    ) -> list[Any]:
         """Send one request; return the response's payload values. With `noise_fails`, a
         line that answers with anything but frames fails at once (NotFirmware): a quick probe.
         A unit too busy for it (its heap too full for the handler's code just then, nothing
@@ -81,8 +88,9 @@ class ManagementClient:
                 if exc.code != "busy" or attempt == BUSY_ATTEMPTS - 1:
                     raise
                 time.sleep(BUSY_PAUSE_S)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _request_once(self, message, values, timeout, noise_fails):
+    def _request_once(self, message: str, values: Sequence[object], timeout: float, noise_fails: bool) -> list[Any]:
         self._seq = (self._seq + 1) & 0xFFFF or 1
         seq = self._seq
         msg = MESSAGES[message]
@@ -95,23 +103,23 @@ class ManagementClient:
             if noise_fails and self._noise() > noise:
                 raise NotFirmware(f"no answer to {message}: the line answers with something else (a REPL?)")
             if left <= 0:
-                raise ManagementTimeout(f"no answer to {message} within {timeout} s")
+                raise ManagementTimeout(f"no answer to {message} within {timeout:g} s")
             self.poll(min(left, 0.05))
         kind, values = self._answers.pop(seq)
         if kind == KINDS["error"]:
             raise DeviceError(message, values[0], values[1])
         return values
 
-    def uptime(self):
+    def uptime(self) -> Uptime:
         """(the unit's uptime in ms, the host's monotonic time of the answer, boot events
         received so far): what await_new_boot compares with."""
         uptime_ms = self.request_fields("info", timeout=2.0)["uptime_ms"]
         return uptime_ms, time.monotonic(), self._boot_events()
 
-    def _boot_events(self):
+    def _boot_events(self) -> int:
         return sum(1 for name, _ in self.events if name == "boot_event")
 
-    def await_new_boot(self, before, timeout=20.0):
+    def await_new_boot(self, before: Uptime, timeout: float = 20.0) -> dict[str, Any]:
         """The unit's info fields once it answers from a boot newer than `before` (an
         uptime() read before asking it to reset): its boot event came, or its uptime fell
         behind the time that passed. ManagementTimeout after `timeout` seconds."""
@@ -127,7 +135,7 @@ class ManagementClient:
             time.sleep(0.1)
         raise ManagementTimeout(f"the unit did not come back within {timeout:g} s of its reset")
 
-    def provision(self, sanctuary_id, bed_id, key, timeout=20.0):
+    def provision(self, sanctuary_id: int, bed_id: int, key: bytes, timeout: float = 20.0) -> bytes:
         """Give the unit its sanctuary key and bed id; it restarts with them (its sanctuary
         part is built at boot): return the key id once it answers again."""
         before = self.uptime()
@@ -135,15 +143,15 @@ class ManagementClient:
         self.await_new_boot(before, timeout)
         return key_id
 
-    def request_fields(self, message, values=(), timeout=2.0):
+    def request_fields(self, message: str, values: Sequence[object] = (), timeout: float = 2.0) -> dict[str, Any]:
         """request(), with the response as a dict of field name -> value (nested as declared)."""
         answer = self.request(message, values, timeout)
         return codec.nest(codec.payload_name(KINDS["response"], MESSAGES[message]), answer)
 
-    def _noise(self):
+    def _noise(self) -> int:
         return self.bad_frames + self.echoes + self._decoder.dropped
 
-    def poll(self, timeout=0.0):
+    def poll(self, timeout: float = 0.0) -> None:
         """Take in whatever the unit sent (waiting up to `timeout` for the first bytes)."""
         for body in self._decoder.feed(self._read(timeout)):
             try:
@@ -159,4 +167,4 @@ class ManagementClient:
             elif kind == KINDS["telemetry"]:
                 self.telemetry.append(values)
             else:
-                self.events.append((str(schema.MessageId.decmapping.get(msg, msg)), values))
+                self.events.append((MessageId(msg).name if msg in MESSAGES.values() else str(msg), values))

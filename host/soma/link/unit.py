@@ -7,13 +7,16 @@ MicroPython board, timeouts.
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
+import serial
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .errors import SomaError
-from .serial_link import SerialLink
+from soma.errors import SomaError
+from soma.link.serial_link import SerialLink
 
 
 class UnitLink(SerialLink):
@@ -21,18 +24,19 @@ class UnitLink(SerialLink):
 
     IDLE_TIMEOUT = 1  # finite: mpremote reads pseudo-terminals byte by byte with it
 
-    def _open(self, port, baud):
+    def _open(self, port: str, baud: int) -> serial.Serial:
         if not os.path.exists(port):
             raise SomaError(f"{port}: no such port")
         try:
             self.transport = SerialTransport(port, baudrate=baud, exclusive=True, timeout=self.IDLE_TIMEOUT)
         except TransportError:
             raise SomaError(f"{port}: cannot open it (busy, or not a serial port)") from None
-        return self.transport.serial
+        # mpremote swaps in a SerialIntercept only while it mounts a host directory: never here.
+        return cast(serial.Serial, self.transport.serial)
 
     # ---- the REPL
     @contextmanager
-    def raw_repl(self, attempts=3):
+    def raw_repl(self, attempts: int = 3) -> Iterator["UnitLink"]:
         """Interrupt whatever runs (Ctrl-C) and hold the raw REPL for the block. A unit still
         starting up may miss the first Ctrl-C: try again a few times."""
         for attempt in range(attempts):
@@ -46,12 +50,12 @@ class UnitLink(SerialLink):
         finally:
             self.transport.exit_raw_repl()
 
-    def _enter_raw_repl(self):
+    def _enter_raw_repl(self) -> bool:
         # mpremote's enter_raw_repl without its soft reset, and without its print() of what
         # arrived on a failure (it would land in this process's stdout, from any thread).
         transport = self.transport
         transport.serial.write(b"\r\x03")  # Ctrl-C: interrupt the application
-        transport.serial.reset_input_buffer()
+        cast(serial.Serial, transport.serial).reset_input_buffer()
         transport.serial.write(b"\r\x01")  # Ctrl-A: raw REPL
         banner = b"raw REPL; CTRL-B to exit\r\n"
         if not transport.read_until(1, banner, timeout_overall=3).endswith(banner):
@@ -59,7 +63,7 @@ class UnitLink(SerialLink):
         transport.in_raw_repl = True
         return True
 
-    def exec(self, code, timeout=30, feed=None):
+    def exec(self, code: str | bytes, timeout: int = 30, feed: Callable[[serial.Serial], bytes] | None = None) -> bytes:
         """Run code in the raw REPL; return what it printed. A device-side exception is a SomaError.
 
         With `feed`, the code reads its input from the line: `feed(serial)` is called once
@@ -71,7 +75,7 @@ class UnitLink(SerialLink):
                 output, error = self.transport.exec_raw(code, timeout=timeout)
             else:
                 self.transport.exec_raw_no_follow(code)
-                unexpected = feed(self.transport.serial)
+                unexpected = feed(cast(serial.Serial, self.transport.serial))
                 if unexpected == b"\x04":  # the end of the code's output: only its error follows
                     output, error = b"", self.transport.read_until(1, b"\x04", timeout=timeout)[:-1]
                 else:
@@ -83,10 +87,10 @@ class UnitLink(SerialLink):
             raise SomaError(f"{self.port}: the unit raised: {error.decode(errors='replace').strip().splitlines()[-1]}")
         return output
 
-    def soft_reset(self):
+    def soft_reset(self) -> None:
         """Ctrl-D at the friendly REPL: the unit boots again from its flash."""
         self.transport.exit_raw_repl()
         self.write(b"\x04")
 
-    def close(self):
+    def close(self) -> None:
         self.transport.close()

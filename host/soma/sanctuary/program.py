@@ -47,15 +47,19 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from soma.errors import SomaError
 from soma_protocol import codec, schema
+from soma_protocol.enums import HapticPattern, PadMode
 
-from .errors import SomaError
+if TYPE_CHECKING:
+    from rich.console import Group
 
 PAYLOAD = "program_data"  # the payload of a program_upload request: ProgramData
 PHASE = "program_phase"  # its phases, packed back to back
-PAD_MODES = {str(name): int(value) for name, value in schema.PadMode.encmapping.items()}
-HAPTICS = {str(name): int(value) for name, value in schema.HapticPattern.encmapping.items()}
+PAD_MODES = {mode.name: int(mode) for mode in PadMode}
+HAPTICS = {pattern.name: int(pattern) for pattern in HapticPattern}
 PAD_MODE_NAMES = {value: name for name, value in PAD_MODES.items()}
 HAPTIC_NAMES = {value: name for name, value in HAPTICS.items()}
 
@@ -108,17 +112,17 @@ class Program:
     budget_w: int
     beds: int
     ushering: Ushering
-    phases: tuple = field(default=())
+    phases: tuple[Phase, ...] = field(default=())
     path: str = ""
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 # ---- loading --------------------------------------------------------------------------
 
 
-def load(path):
+def load(path: str | Path) -> Program:
     """Read and validate a program file (.toml or .json); return a Program."""
     path = Path(path)
     suffix = path.suffix.lower()
@@ -139,7 +143,7 @@ def load(path):
     return from_data(data, str(path))
 
 
-def from_data(data, where="program"):
+def from_data(data: Any, where: str = "program") -> Program:
     """Validate a program's data (the file's tables as dicts); return a Program."""
     if not isinstance(data, dict):
         raise ProgramError(f"{where}: not a table of keys (a program is id, duration, [[phase]], [ushering])")
@@ -162,7 +166,7 @@ def from_data(data, where="program"):
         raise ProgramError(f"{where}: phase must be a list of tables ([[phase]])")
     if len(raw_phases) > schema.PROGRAM_PHASES_MAX:
         raise ProgramError(f"{where}: {len(raw_phases)} phases, at most {schema.PROGRAM_PHASES_MAX}")
-    phases = []
+    phases: list[Phase] = []
     ushering_from_s = ushering.at_s - ushering.smart_window_s
     for number, raw in enumerate(raw_phases, 1):
         phase = _phase(raw, f"{where}: phase {number}")
@@ -187,7 +191,7 @@ def from_data(data, where="program"):
     return Program(program_id, version, name, duration_s, budget_w, beds, ushering, tuple(phases), where)
 
 
-def _timed_table(raw, keys, where, what):
+def _timed_table(raw: Any, keys: tuple[str, ...], where: str, what: str) -> int:
     """The `at` (s) of a phase or ushering table, once it is a table of known keys."""
     if not isinstance(raw, dict):
         raise ProgramError(f"{where}: not a table{what}")
@@ -197,7 +201,7 @@ def _timed_table(raw, keys, where, what):
     return _duration(raw, "at", where, 0, U32)
 
 
-def _phase(raw, where):
+def _phase(raw: dict[str, Any], where: str) -> Phase:
     at_s = _timed_table(raw, PHASE_KEYS, where, "")
     where = f"{where} (at {format_duration(at_s)})"
     pad_mode, pad_mc = _pad(raw, where)
@@ -208,7 +212,7 @@ def _phase(raw, where):
     return Phase(at_s, pad_mode, pad_mc, light, light_ramp_s, _haptic(raw, where))
 
 
-def _ushering(raw, where, duration_s):
+def _ushering(raw: dict[str, Any], where: str, duration_s: int) -> Ushering:
     at_s = _timed_table(raw, USHERING_KEYS, where, " ([ushering])")
     if at_s >= duration_s:
         raise ProgramError(
@@ -226,24 +230,24 @@ def _ushering(raw, where, duration_s):
     return Ushering(at_s, window_s, ramp_s, light, pad_mode, pad_mc, _haptic(raw, where))
 
 
-def _no_unknown(data, known, where):
+def _no_unknown(data: dict[str, Any], known: tuple[str, ...], where: str) -> None:
     unknown = set(data) - set(known)
     if unknown:
         raise ProgramError(f"{where}: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(known)})")
 
 
-def _is_number(value):
+def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _integer(data, key, where, low, high):
+def _integer(data: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
     value = data[key]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ProgramError(f"{where}: {key} {value!r} must be a whole number {low}..{high}")
     return value
 
 
-def parse_duration(value):
+def parse_duration(value: Any) -> int:
     """Seconds from a duration: whole seconds, or text like "90s", "45m", "7h30m". ValueError if not one."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
@@ -254,7 +258,7 @@ def parse_duration(value):
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _duration(data, key, where, low_s, high_s):
+def _duration(data: dict[str, Any], key: str, where: str, low_s: int, high_s: int) -> int:
     try:
         seconds = parse_duration(data[key])
     except ValueError as exc:
@@ -264,14 +268,14 @@ def _duration(data, key, where, low_s, high_s):
     return seconds
 
 
-def _percent(data, key, where):
+def _percent(data: dict[str, Any], key: str, where: str) -> int:
     value = data[key]
     if not _is_number(value) or not 0 <= value <= 100:
         raise ProgramError(f"{where}: {key} {value!r} must be a percentage 0..100")
     return round(value * 10)
 
 
-def _pad(data, where):
+def _pad(data: dict[str, Any], where: str) -> tuple[str, int]:
     """(PadMode name, millidegrees) from `pad` / `pad_offset`."""
     if "pad" in data and "pad_offset" in data:
         raise ProgramError(f"{where}: both pad and pad_offset (give one: an absolute set point or an offset)")
@@ -284,7 +288,7 @@ def _pad(data, where):
     return "absolute", _degrees(data, "pad", where, PAD_RANGE_C)
 
 
-def _degrees(data, key, where, limits):
+def _degrees(data: dict[str, Any], key: str, where: str, limits: tuple[float, float]) -> int:
     value = data[key]
     low, high = limits
     if not _is_number(value) or not low <= value <= high:
@@ -293,7 +297,7 @@ def _degrees(data, key, where, limits):
     return round(value * 1000)
 
 
-def _haptic(data, where):
+def _haptic(data: dict[str, Any], where: str) -> str:
     value = data.get("haptic", "off")
     if value not in HAPTICS:
         raise ProgramError(f"{where}: haptic {value!r} must be one of {', '.join(HAPTICS)}")
@@ -303,13 +307,13 @@ def _haptic(data, where):
 # ---- compiling ---------------------------------------------------------------------------
 
 
-def compile_program(program, version, start_us=0):
+def compile_program(program: Program, version: int, start_us: int = 0) -> list[Any]:
     """The flat value list of ProgramData (program_upload's request payload, in wire order).
 
     A phase without `light` keeps the light's course: it repeats the level before it with
     what is left of that level's ramp, so the light reaches it at the same instant as if
     the phase were not there."""
-    phases = []
+    phases: list[dict[str, Any]] = []
     level, ramp_end_s = 0, 0
     for phase in program.phases:
         if phase.light_permille is None:
@@ -344,7 +348,7 @@ def compile_program(program, version, start_us=0):
     return values
 
 
-def program_data(values):
+def program_data(values: list[Any]) -> dict[str, Any]:
     """ProgramData values as nested fields, the packed phases unpacked into a list."""
     data = codec.nest(PAYLOAD, values)
     blob, size = data["phases"], schema.ProgramPhase.sizeof()
@@ -352,7 +356,9 @@ def program_data(values):
     return data
 
 
-def _phase_fields(at_s, pad_mode, pad_mc, light_permille, light_ramp_s, haptic):
+def _phase_fields(
+    at_s: int, pad_mode: str, pad_mc: int, light_permille: int, light_ramp_s: int, haptic: str
+) -> dict[str, Any]:
     return {
         "at_s": at_s,
         "pad_mode": PAD_MODES[pad_mode],
@@ -372,7 +378,9 @@ class UploadDecision:
     start_us: int
 
 
-def decide_upload(program, status, start_in_s, version=None):
+def decide_upload(
+    program: Program, status: dict[str, Any], start_in_s: int, version: int | None = None
+) -> UploadDecision:
     """Which version to upload as, and when the program starts, from the bed's
     sanctuary_status fields (global_time_us, program_id, program_version).
 
@@ -402,7 +410,7 @@ def decide_upload(program, status, start_in_s, version=None):
 # ---- for people --------------------------------------------------------------------------
 
 
-def format_duration(seconds):
+def format_duration(seconds: float) -> str:
     """Seconds as the file writes them: 0s, 90 -> 1m30s, 27600 -> 7h40m."""
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
@@ -410,7 +418,7 @@ def format_duration(seconds):
     return text or "0s"
 
 
-def format_pad(mode, mc):
+def format_pad(mode: int, mc: int) -> str:
     name = PAD_MODE_NAMES.get(mode, mode)
     if name == "absolute":
         return f"{mc / 1000:.1f} °C"
@@ -419,12 +427,12 @@ def format_pad(mode, mc):
     return str(name)
 
 
-def format_light(permille, ramp_s):
+def format_light(permille: int, ramp_s: int) -> str:
     level = f"{permille / 10:g} %"
     return f"{level} over {format_duration(ramp_s)}" if ramp_s else level
 
 
-def describe(values, name=""):
+def describe(values: list[Any], name: str = "") -> "Group":
     """A compiled program (ProgramData values) for people: a rich table of its phases, then
     the ushering and the sanctuary lines."""
     from rich.console import Group

@@ -9,6 +9,7 @@ response (its l1 norm bounds the output for any input).
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Q = 13
@@ -24,7 +25,7 @@ class Section:
     q: float
     input_bound: int  # |x| never exceeds this (firmware units)
 
-    def coefficients(self):
+    def coefficients(self) -> tuple[int, ...]:
         """(b0, b1, b2, a1, a2) in Q13."""
         w0 = 2 * math.pi * self.freq_hz / self.rate_hz
         alpha = math.sin(w0) / (2 * self.q)
@@ -51,7 +52,7 @@ SECTIONS = (
 )
 
 
-def impulse_response_l1(coefficients, samples=4000):
+def impulse_response_l1(coefficients: Sequence[int], samples: int = 4000) -> float:
     """The l1 norm of the fixed-point section's impulse response (its worst-case gain)."""
     b0, b1, b2, a1, a2 = (c / (1 << Q) for c in coefficients)
     x1 = x2 = y1 = y2 = 0.0
@@ -64,7 +65,7 @@ def impulse_response_l1(coefficients, samples=4000):
     return total
 
 
-def range_proof(section):
+def range_proof(section: Section) -> tuple[int, int]:
     """(output bound, largest partial sum): both must stay below the limits the firmware assumes."""
     coefficients = section.coefficients()
     output_bound = math.ceil(impulse_response_l1(coefficients) * section.input_bound) + 2  # +2: truncation
@@ -73,7 +74,7 @@ def range_proof(section):
     return output_bound, partial
 
 
-def board_filters():
+def board_filters() -> tuple[int, ...]:
     """firmware/board.py's BCG_FILTERS."""
     return tuple(c for section in SECTIONS for c in section.coefficients())
 

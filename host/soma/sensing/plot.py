@@ -3,13 +3,16 @@
 the recording carries the sleeper's ground truth (`soma sim record` writes it), it is
 drawn under the estimates."""
 
-from .files import write_atomically
-from .replay import EPOCH_S
+import os
+from collections.abc import Sequence
+
+from soma.files import write_atomically
+from soma.sensing.replay import EPOCH_S, Epoch, Recording
 
 STATE_LEVELS = {"unknown": 0, "awake": 3, "light": 2, "deep": 1}
 
 
-def plot_replay(recording, epochs, path):
+def plot_replay(recording: Recording, epochs: Sequence[Epoch], path: str | os.PathLike[str]) -> None:
     """Write the PNG to `path` (whole or not at all)."""
     import matplotlib
 

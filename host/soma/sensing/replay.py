@@ -8,6 +8,8 @@ MIN_RATE_HZ the heartbeat band is lost: refused. `soma sim record` writes such f
 with the sleeper's ground truth in further columns (ignored here, drawn by the plot).
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import math
@@ -15,21 +17,22 @@ import os
 import subprocess
 import tempfile
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
-from soma_protocol import schema
-
-from . import paths
-from .errors import SomaError
+from soma import paths
+from soma.errors import SomaError
+from soma_protocol.enums import Occupancy, SleepState, VitalsValid
 
 RATE_HZ = 100
 MIN_RATE_HZ = 50
 EPOCH_S = 30
-DRIVER = Path(__file__).resolve().parent / "mp" / "sensing_replay.py"
-OCCUPANCY = {value: str(name) for name, value in schema.Occupancy.encmapping.items()}
-SLEEP_STATES = {value: str(name) for name, value in schema.SleepState.encmapping.items()}
-VALID_HEART, VALID_BREATHING = schema.VitalsValid.flags["heart"], schema.VitalsValid.flags["breathing"]
+DRIVER = Path(__file__).resolve().parent.parent / "mp" / "sensing_replay.py"
+OCCUPANCY = {int(value): value.name for value in Occupancy}
+SLEEP_STATES = {int(state): state.name for state in SleepState}
+VALID_HEART, VALID_BREATHING = int(VitalsValid.heart), int(VitalsValid.breathing)
 
 
 class RecordingError(SomaError):
@@ -38,13 +41,34 @@ class RecordingError(SomaError):
 
 @dataclass
 class Recording:
-    codes: array  # uint16 at RATE_HZ
+    codes: array[int]  # uint16 at RATE_HZ
     source_rate_hz: float
-    columns: dict  # every numeric column by name, as read (for plots)
-    times_s: list  # of the rows as read
+    columns: dict[str, list[float]]  # every numeric column by name, as read (for plots)
+    times_s: list[float]  # of the rows as read
 
 
-def read_recording(path, column=None, rate_hz=None):
+class EpochValid(TypedDict):
+    heart: bool
+    breathing: bool
+
+
+class Epoch(TypedDict):
+    """One epoch as `soma replay` prints it (epoch_dict)."""
+
+    t_s: int
+    presence: str
+    movement_s: int
+    moving: bool
+    breaths_per_min: float | None
+    heart_bpm: float | None
+    valid: EpochValid
+    sleep_state: str
+
+
+PipelineCost = dict[str, float]  # the replay driver's last line: samples, us_per_sample, ..._bytes
+
+
+def read_recording(path: str | os.PathLike[str], column: str | None = None, rate_hz: float | None = None) -> Recording:
     """The file's BCG codes at 100 Hz; RecordingError with a one-line reason if it is bad."""
     path = Path(path)
     try:
@@ -63,9 +87,9 @@ def read_recording(path, column=None, rate_hz=None):
         raise RecordingError(f"{path}: no column {column or 'bcg'!r} (columns: {', '.join(header)})")
     if len(rows) < 2:
         raise RecordingError(f"{path}: a header but no samples")
-    columns = {}
+    columns: dict[str, list[float]] = {}
     for index, name in enumerate(header):
-        values = []
+        values: list[float] = []
         for line, row in enumerate(rows[1:], start=2):
             text = row[index].strip() if index < len(row) else ""
             if name in (column, "time_s"):
@@ -97,14 +121,14 @@ def read_recording(path, column=None, rate_hz=None):
     return Recording(_resample(times, codes), rate, columns, times)
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     try:
         return math.isfinite(float(text))
     except ValueError:
         return False
 
 
-def _resample(times, codes):
+def _resample(times: Sequence[float], codes: Sequence[float]) -> array[int]:
     """Codes on an even 100 Hz grid from t0: the mean of each 10 ms bin, or the line
     between the samples around it where a bin holds none."""
     t0 = times[0]
@@ -129,7 +153,9 @@ def _resample(times, codes):
     return out
 
 
-def run_pipeline(codes, zero=0, gain=1.0, heap="96K"):
+def run_pipeline(
+    codes: array[int], zero: int = 0, gain: float = 1.0, heap: str = "96K"
+) -> tuple[list[Epoch], PipelineCost]:
     """(epochs, cost) of the firmware's sensing.py over `codes` (uint16 at 100 Hz) under
     MicroPython. Epochs as dicts (epoch_dict); cost as the driver reports it."""
     fd, name = tempfile.mkstemp(prefix="soma-replay-", suffix=".bin")
@@ -151,16 +177,16 @@ def run_pipeline(codes, zero=0, gain=1.0, heap="96K"):
     return [epoch_dict(line["epoch"]) for line in lines[:-1]], lines[-1]
 
 
-def epoch_dict(fields):
+def epoch_dict(fields: Sequence[int]) -> Epoch:
     """One epoch as `soma replay` prints it (EPOCH_* fields of firmware/sensing.py)."""
     number, occupancy, moving_s, breaths_x10, heart_x10, valid, state = fields
-    return {
-        "t_s": number * EPOCH_S,  # the epoch's end
-        "presence": OCCUPANCY.get(occupancy, "unknown"),
-        "movement_s": moving_s,
-        "moving": moving_s > 0,
-        "breaths_per_min": breaths_x10 / 10 if valid & VALID_BREATHING else None,
-        "heart_bpm": heart_x10 / 10 if valid & VALID_HEART else None,
-        "valid": {"heart": bool(valid & VALID_HEART), "breathing": bool(valid & VALID_BREATHING)},
-        "sleep_state": SLEEP_STATES.get(state, "unknown"),
-    }
+    return Epoch(
+        t_s=number * EPOCH_S,  # the epoch's end
+        presence=OCCUPANCY.get(occupancy, "unknown"),
+        movement_s=moving_s,
+        moving=moving_s > 0,
+        breaths_per_min=breaths_x10 / 10 if valid & VALID_BREATHING else None,
+        heart_bpm=heart_x10 / 10 if valid & VALID_HEART else None,
+        valid=EpochValid(heart=bool(valid & VALID_HEART), breathing=bool(valid & VALID_BREATHING)),
+        sleep_state=SLEEP_STATES.get(state, "unknown"),
+    )

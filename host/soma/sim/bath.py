@@ -39,8 +39,9 @@ import random
 import select
 import threading
 import tty
+from typing import Self
 
-from .pad_model import BCG_MIDSCALE
+from soma_protocol.constants import ADC_MIDSCALE
 
 TIME_CONSTANT_S = 90.0
 RADIO_PAYLOAD_MAX = 250  # ESP-NOW
@@ -55,7 +56,9 @@ METER_NOISE_PERMILLE = 3  # photodiode and accelerometer
 
 
 class CalibrationBath:
-    def __init__(self, serial="CB0001", start_c=22.0, time_scale=1.0, seed=1):
+    def __init__(
+        self, serial: str = "CB0001", start_c: float = 22.0, time_scale: float = 1.0, seed: int | str = 1
+    ) -> None:
         self.serial = serial
         self.time_scale = time_scale
         self.target_c = start_c
@@ -66,7 +69,7 @@ class CalibrationBath:
         self.haptic_permille = 0
         self._rng = random.Random(f"bath/{seed}")
         self._fixture_rng = random.Random(f"fixture/{seed}")
-        self.radio_out = []  # frames the reference radio is to broadcast
+        self.radio_out: list[bytes] = []  # frames the reference radio is to broadcast
         self.radio_heard = 0
         self._lock = threading.Lock()
         self._master, slave = os.openpty()
@@ -78,17 +81,17 @@ class CalibrationBath:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="bath", daemon=True)
 
-    def start(self):
+    def start(self) -> Self:
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
         os.close(self._master)
         os.close(self._slave)
 
-    def step(self, seconds):
+    def step(self, seconds: float) -> None:
         """Advance the bath by `seconds` of wall time."""
         seconds *= self.time_scale
         with self._lock:
@@ -100,35 +103,35 @@ class CalibrationBath:
                 self._stable_for = 0.0
 
     @property
-    def stable(self):
+    def stable(self) -> bool:
         with self._lock:
             return self._stable_for >= SETTLE_S
 
-    def bcg_signal(self, real_s):
+    def bcg_signal(self, real_s: float) -> float:
         """The nominal bed sensor signal (codes) of a unit in the fixture at real time `real_s`."""
         shake = self.shaker_codes * math.sin(2 * math.pi * SHAKER_FREQ_HZ * real_s)
-        return BCG_MIDSCALE + shake + self._fixture_rng.gauss(0.0, FIXTURE_NOISE_CODES)
+        return ADC_MIDSCALE + shake + self._fixture_rng.gauss(0.0, FIXTURE_NOISE_CODES)
 
-    def take_radio_out(self):
+    def take_radio_out(self) -> list[bytes]:
         """Frames RADI:SEND queued for the air (the world broadcasts them)."""
         with self._lock:
             frames, self.radio_out = self.radio_out, []
         return frames
 
-    def hear_radio(self, payload):
+    def hear_radio(self, payload: bytes) -> None:
         with self._lock:
             self.radio_heard += 1
 
-    def observe(self, light_permille, haptic_permille):
+    def observe(self, light_permille: int, haptic_permille: int) -> None:
         """What the unit in the fixture drives now (the world calls this every period)."""
         self.light_permille, self.haptic_permille = light_permille, haptic_permille
 
-    def _meter(self, permille):
+    def _meter(self, permille: int) -> int:
         if permille <= 0:
             return 0
         return min(1000, max(0, permille + self._rng.randint(-METER_NOISE_PERMILLE, METER_NOISE_PERMILLE)))
 
-    def answer(self, line):
+    def answer(self, line: str) -> str | None:
         """The bath's answer to one command line, or None for commands that answer nothing."""
         command, _, argument = line.strip().partition(" ")
         command = command.upper()
@@ -175,7 +178,7 @@ class CalibrationBath:
             return None
         return f"ERR:unknown command {command!r}"
 
-    def _queue_radio(self, argument):
+    def _queue_radio(self, argument: str) -> str:
         try:
             frame = bytes.fromhex(argument)
         except ValueError:
@@ -186,7 +189,7 @@ class CalibrationBath:
             self.radio_out.append(frame)
         return "OK"
 
-    def _set_shaker(self, argument):
+    def _set_shaker(self, argument: str) -> str | None:
         try:
             codes = float(argument)
         except ValueError:
@@ -196,7 +199,7 @@ class CalibrationBath:
         self.shaker_codes = codes
         return None
 
-    def _serve(self):
+    def _serve(self) -> None:
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master], [], [], 0.05)
             if not ready:

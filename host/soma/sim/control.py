@@ -14,24 +14,39 @@ Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 import json
 import os
 import socket
+import tempfile
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from .pad_model import PadModel
-from .recorder import BcgRecorder
-from .virtual_bed import HARD, POWER_ON
+from soma.sim.pad_model import PadModel
+from soma.sim.recorder import BcgRecorder
+from soma.sim.virtual_bed import HARD, POWER_ON
+
+if TYPE_CHECKING:
+    from soma.sim.sanctuary import Sanctuary, SanctuaryDescription, SimBed
 
 SENSOR_FAULTS = ("open", "short", "frozen")  # sensors 0..2
 ZONE_FAULTS = ("disconnected", "bridge_short", "sense_open")  # zones 0..1
 FAULT_KINDS = SENSOR_FAULTS + ZONE_FAULTS
 RESET_CAUSES = {"hard": HARD, "power": POWER_ON}
+# Where `soma sim` listens unless told otherwise (and where `soma ports` looks for its beds).
+DEFAULT_CONTROL = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"soma-sim-{os.getuid()}.sock"
 
 
 class ControlError(ValueError):
     """A control request the simulator cannot carry out."""
 
 
+class Answer(TypedDict, total=False):
+    """One answer on the control socket: "ok" (a message, or the status) or "error"."""
+
+    ok: "str | SanctuaryDescription"
+    error: str
+
+
 class ControlServer:
-    def __init__(self, sanctuary, path):
+    def __init__(self, sanctuary: "Sanctuary", path: str | os.PathLike[str]) -> None:
         self.sanctuary = sanctuary
         self.path = str(path)
         self.stopped = threading.Event()
@@ -43,17 +58,17 @@ class ControlServer:
         self._socket.settimeout(0.2)
         self._thread = threading.Thread(target=self._serve, name="sim-control", daemon=True)
 
-    def start(self):
+    def start(self) -> None:
         self._thread.start()
 
-    def close(self):
+    def close(self) -> None:
         self.stopped.set()
         self._thread.join(timeout=2)
         self._socket.close()
         if os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _serve(self):
+    def _serve(self) -> None:
         while not self.stopped.is_set():
             try:
                 connection, _ = self._socket.accept()
@@ -64,7 +79,7 @@ class ControlServer:
                     stream.write(json.dumps(self.handle(line)) + "\n")
                     stream.flush()
 
-    def handle(self, line):
+    def handle(self, line: str | bytes) -> Answer:
         try:
             request = json.loads(line)
             op = request.get("op")
@@ -124,17 +139,18 @@ class ControlServer:
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             return {"error": str(exc)}
 
-    def _number(self, number):
+    def _number(self, number: object) -> int:
         if not isinstance(number, int) or not 1 <= number <= len(self.sanctuary.beds):
             raise ControlError(f"bed must be 1..{len(self.sanctuary.beds)}")
         return number
 
-    def _bed(self, request):
+    def _bed(self, request: dict[str, object]) -> "SimBed":
         return self.sanctuary.beds[self._number(request.get("bed")) - 1]
 
 
-def call(path, request, timeout=5.0):
-    """Send one request to a running simulator's control socket; return its answer."""
+def call(path: str | os.PathLike[str], request: dict[str, object], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to a running simulator's control socket; return its answer (an
+    Answer as JSON gives it back: its shape depends on the request, so it stays untyped)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.settimeout(timeout)
         connection.connect(str(path))

@@ -13,10 +13,10 @@ between two threads) at its next serve, so the oracle is only ever called from t
 
 from collections import deque
 
-from soma_protocol import codec, framing, schema
+from soma.link.management import KINDS, MESSAGES, TELEMETRY
+from soma_protocol import codec, framing
+from soma_protocol.enums import OutputChannel
 from soma_protocol.fast import FixedLayout
-
-from ..management import KINDS, MESSAGES, TELEMETRY
 
 _REQUEST, _RESPONSE, _ERROR = KINDS["request"], KINDS["response"], KINDS["error"]
 _TELEMETRY, _EVENT = KINDS["telemetry"], KINDS["event"]
@@ -31,7 +31,7 @@ _REPORTS = {
     (_RESPONSE, MESSAGES["sanctuary_status"]),
     (_RESPONSE, MESSAGES["program_upload"]),
 }
-_DRIVES = {int(schema.OutputChannel.encmapping[name]) for name in ("drive_left", "drive_right")}
+_DRIVES = {int(OutputChannel.drive_left), int(OutputChannel.drive_right)}
 _TELEMETRY_LAYOUT = FixedLayout("telemetry")  # ten times every second from every bed: the fast path
 _TELEMETRY_MASK = TELEMETRY["fault_mask"]
 _TELEMETRY_GLOBAL = TELEMETRY["global_time_us"]
@@ -39,7 +39,7 @@ _PENDING_MAX = 8  # program uploads awaiting their answer (a host that never rea
 
 
 class LineTap:
-    def __init__(self):
+    def __init__(self) -> None:
         self.intents: deque[float] = deque()  # host times the host asked for heat
         self.reports: deque[tuple[float, int]] = deque()  # (host time, latched fault mask reported)
         self.programs: deque[tuple[float, float]] = deque()  # (start, end) host times of accepted programs

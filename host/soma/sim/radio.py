@@ -12,6 +12,7 @@ import heapq
 import itertools
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -24,7 +25,7 @@ class RadioSettings:
     delay_s: float = 0.002  # air time and the receivers' stacks
     jitter_s: float = 0.001
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("loss", "p_enter_burst", "p_leave_burst", "burst_loss"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"radio {name} must be a probability (0..1)")
@@ -33,20 +34,20 @@ class RadioSettings:
 
 
 class RadioMedium:
-    def __init__(self, settings=None, seed=1):
+    def __init__(self, settings: RadioSettings | None = None, seed: int | str = 1) -> None:
         self.settings = settings or RadioSettings()
         self._rng = random.Random(f"radio/{seed}")
-        self._bursting = {}  # (sender, receiver) -> in the bad state
-        self._in_flight = []  # heap of (deliver_at, order, receiver, payload)
+        self._bursting: dict[tuple[int, int], bool] = {}  # (sender, receiver) -> in the bad state
+        self._in_flight: list[tuple[float, int, int, bytes]] = []  # heap of (deliver_at, order, receiver, payload)
         self._order = itertools.count()
-        self._groups = None  # bed index -> partition group, or None: everyone hears everyone
-        self.counts = Counter()
+        self._groups: dict[int, int] | None = None  # bed index -> partition group, or None: everyone hears everyone
+        self.counts: Counter[str] = Counter()
 
-    def partition(self, *groups):
+    def partition(self, *groups: Iterable[int]) -> None:
         """Split the beds (indexes) into groups that cannot hear each other; no groups: heal."""
         self._groups = {bed: number for number, group in enumerate(groups) for bed in group} if groups else None
 
-    def transmit(self, sender, payload, receivers, now):
+    def transmit(self, sender: int, payload: bytes, receivers: Iterable[int], now: float) -> None:
         """Broadcast `payload` from `sender` to every other bed index in `receivers`, sent
         at time `now` (s): each copy arrives after the medium's delay."""
         self.counts["sent"] += 1
@@ -74,9 +75,9 @@ class RadioMedium:
             delay = settings.delay_s + self._rng.uniform(-settings.jitter_s, settings.jitter_s)
             heapq.heappush(self._in_flight, (now + delay, next(self._order), receiver, payload))
 
-    def due(self, now):
+    def due(self, now: float) -> list[tuple[int, bytes, float]]:
         """(receiver, payload, arrival time) of every frame whose arrival time has come."""
-        delivered = []
+        delivered: list[tuple[int, bytes, float]] = []
         while self._in_flight and self._in_flight[0][0] <= now:
             arrived, _, receiver, payload = heapq.heappop(self._in_flight)
             delivered.append((receiver, payload, arrived))

@@ -22,14 +22,23 @@ Rest is the sum of the pads' electrical power the world sees, against the budget
 import bisect
 import threading
 import time
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from ..management import TELEMETRY, ManagementTimeout
-from ..serial_link import SerialLink
-from .world import HAPTIC
+from soma.link.management import TELEMETRY, ManagementTimeout
+from soma.link.serial_link import SerialLink
+from soma.sim.world import HAPTIC
+from soma_protocol.enums import BeaconFlags
+
+if TYPE_CHECKING:
+    from soma.sim.sanctuary import Sanctuary, SimBed
+
+T = TypeVar("T")
+# (true host time s, global time us, sync flags, root id) of one telemetry frame
+Sample = tuple[float, int, int, int]
 
 SAMPLE_PERIOD_MS = 100
-SYNCED = 1  # BeaconFlags bits
-IS_ROOT = 2
+SYNCED = int(BeaconFlags.synced)
 _TELEMETRY_TICKS = TELEMETRY["local_ticks_us"]
 _TELEMETRY_GLOBAL = TELEMETRY["global_time_us"]
 _TELEMETRY_FLAGS = TELEMETRY["sync_flags"]
@@ -37,7 +46,7 @@ _TELEMETRY_ROOT = TELEMETRY["sync_root_id"]
 _TELEMETRY_HEAP = TELEMETRY["heap_used_bytes"]
 
 
-def snapshot(items):
+def snapshot(items: Iterable[T]) -> list[T]:
     """A list copy of a deque another thread appends to (a copy can meet an append: again)."""
     while True:
         try:
@@ -49,35 +58,35 @@ def snapshot(items):
 class BedTrack:
     """One bed's line and what it reported: (true host time s, global us, flags, root id)."""
 
-    def __init__(self, bed, link):
+    def __init__(self, bed: "SimBed", link: SerialLink) -> None:
         self.bed = bed
         self.link = link
         self.client = link.management()
-        self.samples = []
-        self.frames = []  # (true host time s, telemetry values): everything it reported
-        self.grants = []  # (host time s, its Equal Rest grant W), while sample_grants runs
+        self.samples: list[Sample] = []
+        self.frames: list[tuple[float, list[int]]] = []  # (true host time s, telemetry values): everything it reported
+        self.grants: list[tuple[float, int]] = []  # (host time s, its Equal Rest grant W), while sample_grants runs
         self.heap_used_max = 0  # the most heap the bed reported in use (after its collections)
 
 
 class SanctuaryWatch:
-    def __init__(self, sanctuary, key, sanctuary_id=7):
+    def __init__(self, sanctuary: "Sanctuary", key: bytes, sanctuary_id: int = 7) -> None:
         self.sanctuary = sanctuary
         self.key = key
         self.sanctuary_id = sanctuary_id
         self.tracks = [BedTrack(bed, SerialLink(bed.port)) for bed in sanctuary.beds]
-        self.started_at = None
+        self.started_at: float | None = None
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     # ---- driving the beds
 
-    def provision(self, timeout=30.0):
+    def provision(self, timeout: float = 30.0) -> float:
         """Give every bed the key and its id (1, 2, ...), in parallel; each restarts into the
         sanctuary. Returns the host time by which all of them answered again."""
-        errors = []
+        errors: list[str] = []
 
-        def one(number, track):
+        def one(number: int, track: BedTrack) -> None:
             try:
                 track.client.provision(self.sanctuary_id, number, self.key, timeout=timeout)
             except (ManagementTimeout, RuntimeError) as exc:
@@ -92,7 +101,7 @@ class SanctuaryWatch:
             raise RuntimeError("; ".join(errors))
         return time.monotonic()
 
-    def start(self):
+    def start(self) -> Self:
         """Telemetry at 10 Hz from every bed, gathered in a thread."""
         for track in self.tracks:
             track.client.request("telemetry_control", [SAMPLE_PERIOD_MS], timeout=5)
@@ -101,20 +110,20 @@ class SanctuaryWatch:
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         for track in self.tracks:
             track.link.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _gather(self):
+    def _gather(self) -> None:
         while not self._stop.is_set():
             quiet = True
             for track in self.tracks:
@@ -134,24 +143,27 @@ class SanctuaryWatch:
             if quiet:
                 time.sleep(0.01)
 
-    def request(self, number, message, values=(), timeout=5.0):
+    # Any: a response's values as the codec (construct, untyped) decodes them; they depend on `message`.
+    def request(self, number: int, message: str, values: Sequence[object] = (), timeout: float = 5.0) -> list[Any]:
         """A management request to bed `number` (1, 2, ...) while the watch runs."""
         track = self.tracks[number - 1]
         with self._lock:
             return track.client.request(message, values, timeout=timeout)
 
-    def request_fields(self, number, message, values=(), timeout=5.0):
+    def request_fields(
+        self, number: int, message: str, values: Sequence[object] = (), timeout: float = 5.0
+    ) -> dict[str, Any]:
         track = self.tracks[number - 1]
         with self._lock:
             return track.client.request_fields(message, values, timeout=timeout)
 
     # ---- what the samples say
 
-    def errors_at(self, at, numbers=None):
+    def errors_at(self, at: float, numbers: Collection[int] | None = None) -> list[float | None]:
         """Each live, synced bed's global-time error against true time at host time `at`
         (us), interpolated between its samples; None where a bed has no synced pair of
         samples around `at`."""
-        out = []
+        out: list[float | None] = []
         for number, track in enumerate(self.tracks, 1):
             if numbers is not None and number not in numbers:
                 continue
@@ -168,9 +180,11 @@ class SanctuaryWatch:
             out.append(e0 + (e1 - e0) * (at - t0) / (t1 - t0))
         return out
 
-    def pairwise_errors_us(self, start, end, step=0.1, numbers=None):
+    def pairwise_errors_us(
+        self, start: float, end: float, step: float = 0.1, numbers: Collection[int] | None = None
+    ) -> list[float]:
         """|e_i - e_j| over every pair of synced beds, every `step` s in [start, end]."""
-        errors = []
+        errors: list[float] = []
         at = start
         while at <= end:
             known = sorted(e for e in self.errors_at(at, numbers) if e is not None)
@@ -178,9 +192,9 @@ class SanctuaryWatch:
             at += step
         return errors
 
-    def agreed(self, at, numbers, limit_us=2_000):
+    def agreed(self, at: float, numbers: Collection[int], limit_us: float = 2_000) -> bool:
         """Every bed in `numbers` synced on one root, within `limit_us` of each other."""
-        roots = set()
+        roots: set[int] = set()
         for number in numbers:
             samples = self.tracks[number - 1].samples
             i = bisect.bisect(samples, (at,))
@@ -191,11 +205,14 @@ class SanctuaryWatch:
                 return False
             roots.add(root)
         errors = self.errors_at(at, numbers)
-        if len(roots) != 1 or None in errors:
+        known = [error for error in errors if error is not None]
+        if len(roots) != 1 or len(known) != len(errors):
             return False
-        return max(errors) - min(errors) <= limit_us
+        return max(known) - min(known) <= limit_us
 
-    def settled_after(self, since, numbers, until, hold=5.0, step=0.1):
+    def settled_after(
+        self, since: float, numbers: Collection[int], until: float, hold: float = 5.0, step: float = 0.1
+    ) -> float | None:
         """Seconds from `since` to the first instant from which the beds in `numbers` stay
         agreed (see agreed) for `hold` seconds; None if that never happens before `until`."""
         at = since
@@ -208,10 +225,10 @@ class SanctuaryWatch:
             at += ahead + step  # the first instant that failed, then on
         return None
 
-    def onsets(self, after):
+    def onsets(self, after: float) -> list[float | None]:
         """Per bed, the host time its haptic output first switched on after `after`, as the
         bed's own clock placed it (the world's actuator events)."""
-        out = []
+        out: list[float | None] = []
         for track in self.tracks:
             events = snapshot(track.bed.world.output_events)
             on = [at for at, channel, level in events if channel == HAPTIC and level > 0 and at > after]

@@ -1,5 +1,5 @@
 """Simulated stretches of nights with known ground truth, scored against what the firmware's
-sensing pipeline (run under MicroPython by soma.replay) reports. The benchmark and the
+sensing pipeline (run under MicroPython by soma.sensing.replay) reports. The benchmark and the
 tests use it.
 
 A stretch is `seconds` of one sleeper's night from `start_s` on, sampled at 100 Hz through
@@ -9,11 +9,12 @@ exact calibration. Truth is read once per second.
 
 import statistics
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..replay import EPOCH_S, RATE_HZ, run_pipeline
-from .sleeper import Sleeper
-from .world import Unit
+from soma.sensing.replay import EPOCH_S, RATE_HZ, Epoch, PipelineCost, run_pipeline
+from soma.sim.sleeper import Sleeper, Vitals
+from soma.sim.world import Unit
 
 BREATHING_WINDOW_S = 51.2  # the firmware's breathing window before an epoch's end
 
@@ -23,12 +24,12 @@ class Stretch:
     seed: str
     start_s: float
     seconds: int
-    truth: list = field(default_factory=list)  # Vitals per second
-    epochs: list = field(default_factory=list)  # soma.replay.epoch_dict per epoch
-    cost: dict = field(default_factory=dict)  # the replay driver's cost line
+    truth: list[Vitals] = field(default_factory=list)  # per second
+    epochs: list[Epoch] = field(default_factory=list)  # soma.sensing.replay.epoch_dict per epoch
+    cost: PipelineCost = field(default_factory=dict)  # the replay driver's cost line
 
 
-def simulate(seed, start_s, seconds, heap="96K"):
+def simulate(seed: int | str, start_s: float, seconds: int, heap: str = "96K") -> Stretch:
     """Run the pipeline over the stretch; the Stretch with truth, epochs and cost."""
     sleeper = Sleeper(seed)
     unit = Unit.from_seed("sensing", seed)
@@ -54,7 +55,7 @@ class EpochTruth:
     stage: str  # the epoch's most common stage
 
 
-def epoch_truth(stretch, epoch):
+def epoch_truth(stretch: Stretch, epoch: Epoch) -> EpochTruth:
     end = int(epoch["t_s"])
     seconds = stretch.truth[end - EPOCH_S : end]
     window = stretch.truth[max(0, end - int(BREATHING_WINDOW_S)) : end]
@@ -69,12 +70,17 @@ def epoch_truth(stretch, epoch):
     )
 
 
-def score(stretches):
+def score(stretches: Iterable[Stretch]) -> dict[str, float]:
     """The figures over all stretches' epochs (vitals.* as the quality bars name them)."""
     pairs = [(epoch, epoch_truth(s, epoch)) for s in stretches for epoch in s.epochs]
     still = [(e, t) for e, t in pairs if t.still]
-    heart = [abs(e["heart_bpm"] - t.heart_bpm) for e, t in still if e["valid"]["heart"]]
-    breathing = [abs(e["breaths_per_min"] - t.breaths_per_min) for e, t in still if e["valid"]["breathing"]]
+    # A rate is set exactly when its valid flag is (epoch_dict): the None test only narrows.
+    heart = [abs(e["heart_bpm"] - t.heart_bpm) for e, t in still if e["valid"]["heart"] and e["heart_bpm"] is not None]
+    breathing = [
+        abs(e["breaths_per_min"] - t.breaths_per_min)
+        for e, t in still
+        if e["valid"]["breathing"] and e["breaths_per_min"] is not None
+    ]
     moving = [(e, t) for e, t in pairs if t.moving]
     occupied_still = [(e, t) for e, t in still if e["presence"] == "occupied"]
     return {
@@ -95,6 +101,6 @@ def score(stretches):
     }
 
 
-def _precision(pairs, stage):
+def _precision(pairs: list[tuple[Epoch, EpochTruth]], stage: str) -> float:
     said = [t.stage for e, t in pairs if e["sleep_state"] == stage]
     return said.count(stage) / len(said) if said else float("nan")

@@ -16,7 +16,10 @@ import math
 import random
 from dataclasses import dataclass
 
-AWAKE, LIGHT, DEEP = "awake", "light", "deep"
+from soma_protocol.constants import ADC_MIDSCALE
+from soma_protocol.enums import SleepState
+
+AWAKE, LIGHT, DEEP = SleepState.awake.name, SleepState.light.name, SleepState.deep.name
 STAGE_HEART_BPM = {AWAKE: 68.0, LIGHT: 58.0, DEEP: 51.0}
 STAGE_BREATHS_PER_MIN = {AWAKE: 16.0, LIGHT: 14.0, DEEP: 12.5}
 STAGE_MOVES_PER_HOUR = {AWAKE: 12.0, LIGHT: 4.0, DEEP: 0.5}
@@ -24,7 +27,6 @@ STAGE_MOVES_PER_HOUR = {AWAKE: 12.0, LIGHT: 4.0, DEEP: 0.5}
 # metronome, light sleep and wakefulness less so.
 STAGE_BREATH_JITTER = {AWAKE: 0.15, LIGHT: 0.10, DEEP: 0.03}
 STAGE_BEAT_JITTER = {AWAKE: 0.045, LIGHT: 0.035, DEEP: 0.02}
-MIDSCALE = 32768
 
 
 @dataclass
@@ -39,7 +41,9 @@ class Vitals:
 
 
 class Sleeper:
-    def __init__(self, seed, night_s=8 * 3600.0, time_scale=1.0, in_bed_at_s=600.0):
+    def __init__(
+        self, seed: int | str, night_s: float = 8 * 3600.0, time_scale: float = 1.0, in_bed_at_s: float = 600.0
+    ) -> None:
         self._rng = random.Random(f"sleeper/{seed}")
         rng = self._rng
         self.time_scale = time_scale
@@ -55,10 +59,10 @@ class Sleeper:
         self._breath_phase = 0.0
         self._beat_jitter = 0.0
         self._breath_jitter = 0.0
-        self._last_real_s = None
+        self._last_real_s: float | None = None
         self._drift = 0.0
 
-    def _plan_stages(self, night_s):
+    def _plan_stages(self, night_s: float) -> list[tuple[float, str]]:
         """(start, stage) in bed time: awake in bed, then ~90-minute sleep cycles."""
         rng = self._rng
         t = self.in_at
@@ -76,7 +80,7 @@ class Sleeper:
                 t += rng.uniform(60, 300)
         return plan
 
-    def stage_at(self, bed_s):
+    def stage_at(self, bed_s: float) -> str:
         if not self.in_at <= bed_s < self.out_at:
             return AWAKE
         stage = AWAKE
@@ -86,7 +90,7 @@ class Sleeper:
             stage = name
         return stage
 
-    def vitals(self, real_s):
+    def vitals(self, real_s: float) -> Vitals:
         """Ground truth at real time `real_s`."""
         bed_s = real_s * self.time_scale
         present = self.in_at <= bed_s < self.out_at
@@ -95,7 +99,7 @@ class Sleeper:
         breaths = STAGE_BREATHS_PER_MIN[stage] + self._breath_bias + 1.0 * math.sin(bed_s / 2300.0)
         return Vitals(present, stage, present and real_s < self._move_until, heart, breaths)
 
-    def bcg_code(self, real_s):
+    def bcg_code(self, real_s: float) -> int:
         """The bed sensor's ADC code at real time `real_s` (called at about 100 Hz)."""
         rng = self._rng
         dt = 0.0 if self._last_real_s is None else max(0.0, real_s - self._last_real_s)
@@ -105,10 +109,10 @@ class Sleeper:
         noise = rng.gauss(0.0, 25.0)
         if not vitals.present:
             hum = 15.0 * math.sin(2 * math.pi * 50.0 * real_s)  # mains hum through the frame
-            return _clamp(MIDSCALE + self._drift + hum + noise)
+            return _clamp(ADC_MIDSCALE + self._drift + hum + noise)
         self._maybe_move(real_s, vitals.stage)
         if real_s < self._move_until:
-            return _clamp(MIDSCALE + self._drift + rng.gauss(0.0, 4000.0))
+            return _clamp(ADC_MIDSCALE + self._drift + rng.gauss(0.0, 4000.0))
         self._breath_phase += dt * vitals.breaths_per_min / 60.0 * (1.0 + self._breath_jitter)
         if self._breath_phase >= 1.0:
             self._breath_phase -= 1.0
@@ -119,9 +123,9 @@ class Sleeper:
             self._beat_jitter = rng.gauss(0.0, STAGE_BEAT_JITTER[vitals.stage])
         breathing = math.sin(2 * math.pi * self._breath_phase)
         beat = self._beat_amplitude * (1.0 + 0.25 * breathing) * _j_wave(self._heart_phase, vitals.heart_bpm)
-        return _clamp(MIDSCALE + self._drift + 1800.0 * breathing + beat + noise)
+        return _clamp(ADC_MIDSCALE + self._drift + 1800.0 * breathing + beat + noise)
 
-    def _maybe_move(self, real_s, stage):
+    def _maybe_move(self, real_s: float, stage: str) -> None:
         # Moves come at the stage's rate per hour of bed time; each lasts 3-20 real seconds,
         # shorter on a night compressed more than 20 times (or the sleeper would never lie still).
         if real_s < self._next_move_check:
@@ -131,7 +135,7 @@ class Sleeper:
             self._move_until = real_s + self._rng.uniform(3.0, 20.0) * min(1.0, 20.0 / self.time_scale)
 
 
-def _j_wave(phase, heart_bpm):
+def _j_wave(phase: float, heart_bpm: float) -> float:
     """One heartbeat's BCG complex (H, I, J, K, L waves) over a beat's phase 0..1."""
     t = phase * 60.0 / heart_bpm  # seconds since the beat
     return (
@@ -143,9 +147,9 @@ def _j_wave(phase, heart_bpm):
     )
 
 
-def _bump(t, centre, width):
+def _bump(t: float, centre: float, width: float) -> float:
     return math.exp(-0.5 * ((t - centre) / width) ** 2)
 
 
-def _clamp(value):
+def _clamp(value: float) -> int:
     return max(0, min(65535, int(value)))

@@ -29,16 +29,23 @@ import termios
 import threading
 import time
 import tty
+from typing import TYPE_CHECKING
 
-from .. import paths
+from soma import paths
+from soma_protocol.enums import ResetCause
 
-# Reset causes, as the firmware reports them (schema ResetCause).
-POWER_ON, HARD, WATCHDOG, SOFT = 1, 2, 3, 5
+if TYPE_CHECKING:
+    from soma.sim.line_tap import LineTap
+
+# Reset causes, as the firmware reports them.
+POWER_ON, HARD, WATCHDOG, SOFT = (
+    int(cause) for cause in (ResetCause.power_on, ResetCause.hard, ResetCause.watchdog, ResetCause.soft)
+)
 SOFT_REBOOT_BANNER = b"MPY: soft reboot\r\n"
 ENTER_RAW_REPL, EXIT_RAW_REPL = 0x01, 0x02
 
 
-def _raw_terminal(fd, signals):
+def _raw_terminal(fd: int, signals: bool) -> None:
     """Raw mode: bytes pass untouched. With `signals`, 0x03 still raises SIGINT."""
     tty.setraw(fd)
     if signals:
@@ -50,17 +57,17 @@ def _raw_terminal(fd, signals):
 class VirtualBed:
     def __init__(
         self,
-        flash_dir,
-        serial,
-        world_port,
-        drift_ppb=0,
-        offset_us=0,
-        baud=None,
-        heap="96K",
-        epoch_us=0,
-        radio_latency_us=1000,
-        tap=None,
-    ):
+        flash_dir: str | os.PathLike[str],
+        serial: str,
+        world_port: int,
+        drift_ppb: int = 0,
+        offset_us: int = 0,
+        baud: int | None = None,
+        heap: str = "96K",
+        epoch_us: int = 0,
+        radio_latency_us: int = 1000,
+        tap: "LineTap | None" = None,
+    ) -> None:
         self.flash_dir = os.fspath(flash_dir)
         os.makedirs(self.flash_dir, exist_ok=True)
         self.serial = serial
@@ -78,21 +85,21 @@ class VirtualBed:
         self.port = os.ttyname(user_slave)
         self._user_slave = user_slave  # held open so the line stays up with no user attached
         os.set_blocking(self._user_master, False)
-        self._process = None
-        self._bed_master = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._bed_master: int | None = None
         self._raw_repl = False  # the user's last mode switch (Ctrl-A raw, Ctrl-B friendly)
-        self._retired = []  # pty A masters of ended processes: only the relay thread closes them
+        self._retired: list[int] = []  # pty A masters of ended processes: only the relay thread closes them
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._relay = threading.Thread(target=self._relay_loop, name=f"bed-{serial}", daemon=True)
 
     # ---- lifecycle -------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         self._boot(POWER_ON)
         self._relay.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stopping.set()
         self._relay.join(timeout=5)
         with self._lock:
@@ -102,14 +109,14 @@ class VirtualBed:
         self._retired = []
 
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     @property
-    def blank(self):
+    def blank(self) -> bool:
         return not os.path.exists(os.path.join(self.flash_dir, "main.py"))
 
-    def _boot(self, cause, raw_repl=False):
+    def _boot(self, cause: int, raw_repl: bool = False) -> None:
         """Start the process on a fresh pty A (call with the lock held, or before the relay);
         with `raw_repl`, main.py is skipped and the REPL put in raw mode."""
         master, slave = os.openpty()
@@ -146,7 +153,7 @@ class VirtualBed:
             os.write(master, bytes([ENTER_RAW_REPL]))
         self.resets[cause] += 1
 
-    def _kill(self):
+    def _kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
@@ -156,19 +163,20 @@ class VirtualBed:
             self._retired.append(self._bed_master)
             self._bed_master = None
 
-    def reset(self, cause=HARD):
+    def reset(self, cause: int = HARD) -> None:
         """Hard reset or power cycle: the process ends wherever it is and boots again."""
         with self._lock:
             self._kill()
             self._boot(cause)
 
-    def freeze(self):
+    def freeze(self) -> None:
         """Stall the whole unit (a hung loop): only the watchdog can bring it back."""
+        assert self._process is not None, "the bed has not started"
         self._process.send_signal(signal.SIGSTOP)
 
     # ---- the serial line ---------------------------------------------------------
 
-    def _relay_loop(self):
+    def _relay_loop(self) -> None:
         rate = self.baud / 10 if self.baud else None  # 8N1: ten bits a byte
         while not self._stopping.is_set():
             with self._lock:
@@ -191,7 +199,7 @@ class VirtualBed:
                 if data and destination is not None:
                     self._send(destination, data, rate)
 
-    def _send(self, fd, data, rate):
+    def _send(self, fd: int, data: bytes, rate: float | None) -> None:
         for start in range(0, len(data), 64):
             chunk = data[start : start + 64]
             try:
@@ -202,12 +210,12 @@ class VirtualBed:
             if rate:
                 time.sleep(len(chunk) / rate)
 
-    def _track_repl_mode(self, data):
+    def _track_repl_mode(self, data: bytes) -> None:
         switch = max(data.rfind(bytes([ENTER_RAW_REPL])), data.rfind(bytes([EXIT_RAW_REPL])))
         if switch >= 0:
             self._raw_repl = data[switch] == ENTER_RAW_REPL
 
-    def _restart_after_exit(self, status):
+    def _restart_after_exit(self, status: int) -> None:
         with self._lock:
             self._kill()
             if status == 0:  # Ctrl-D at the REPL ends the unix port: a board soft-resets
@@ -217,7 +225,7 @@ class VirtualBed:
                 self._boot(HARD)
 
 
-def _read(fd):
+def _read(fd: int) -> bytes:
     try:
         return os.read(fd, 4096)
     except BlockingIOError:
@@ -228,7 +236,7 @@ def _read(fd):
         raise
 
 
-def _controlling_terminal():
+def _controlling_terminal() -> None:
     """In the child: a session of its own with pty A as controlling terminal (for Ctrl-C)."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -19,34 +19,44 @@ Times are the host's monotonic clock (the firmware's own time: it always runs in
 `oracles_created()` collects the oracles of the beds made inside it (the test suite judges them).
 """
 
+from __future__ import annotations
+
 import collections
 import contextlib
 import random
 import socket
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
+from soma.sim.line_tap import LineTap
+from soma.sim.pad_model import PadModel
+from soma.sim.radio import RadioMedium
+from soma.sim.safety_oracle import SafetyOracle
+from soma.sim.virtual_bed import HARD, POWER_ON, WATCHDOG, VirtualBed
 from soma_protocol import codec, schema
+from soma_protocol.constants import ADC_FULL_SCALE, ADC_MIDSCALE, DRIVE_FULL_POWER_W
+from soma_protocol.enums import OutputChannel
 
-from .line_tap import LineTap
-from .pad_model import ADC_FULL_SCALE, BCG_MIDSCALE, DRIVE_FULL_POWER_W, PadModel
-from .radio import RadioMedium
-from .safety_oracle import SafetyOracle
-from .virtual_bed import HARD, POWER_ON, WATCHDOG
+if TYPE_CHECKING:
+    from soma.sim.bath import CalibrationBath
+    from soma.sim.recorder import BcgRecorder
+    from soma.sim.sleeper import Sleeper
 
 PERIOD_S = 0.01
 TICKS_PERIOD = 1 << 30  # hal_sim's clock wraps as the ESP32's
 STATION = -1  # the bath fixture's reference radio, as a node of the radio medium
 INTRUDER = -2  # a radio that is not the sanctuary's (World.inject_radio)
-_CHANNELS = {str(name): int(value) for name, value in schema.OutputChannel.encmapping.items()}
+_CHANNELS = {channel.name: int(channel) for channel in OutputChannel}
 WAKE_LIGHT, HAPTIC = _CHANNELS["wake_light"], _CHANNELS["haptic"]
 THERMISTORS = range(3)  # pad left, pad right, ambient: the sensors the oracle judges sound
 _collectors: list[list[SafetyOracle]] = []  # oracles_created() blocks, innermost last
 
 
 @contextlib.contextmanager
-def oracles_created():
+def oracles_created() -> Iterator[list[SafetyOracle]]:
     """The safety oracles of the bed worlds created inside the block; a bed world created in a
     nested block counts in that block only."""
     created: list[SafetyOracle] = []
@@ -64,15 +74,15 @@ class Unit:
     serial: str
     drift_ppb: int
     offset_us: int
-    r25: tuple = field(default=(10000.0,) * 3)
-    beta: tuple = field(default=(3950.0,) * 3)
+    r25: tuple[float, ...] = field(default=(10000.0,) * 3)
+    beta: tuple[float, ...] = field(default=(3950.0,) * 3)
     adc_gain: float = 1.0
     adc_offset: float = 0.0
     bcg_offset: float = 0.0  # the charge amplifier's zero error, ADC codes
     bcg_gain: float = 1.0  # the piezo film and charge amplifier's sensitivity error
 
     @classmethod
-    def from_seed(cls, seed, index):
+    def from_seed(cls, seed: object, index: object) -> Unit:
         """Reproducible unit `index` of a sanctuary built from `seed`: R25 +-5 %, B +-2 %,
         ADC gain +-0.5 % and offset +-40 codes, clock +-50 ppm and any offset, BCG channel
         zero +-600 codes and gain +-15 %. New tolerances are drawn last, so a unit keeps
@@ -90,26 +100,33 @@ class Unit:
             bcg_gain=rng.uniform(0.85, 1.15),
         )
 
-    def local_ticks(self, real_us):
+    def local_ticks(self, real_us: int) -> int:
         """This unit's clock (hal_sim's ticks_us) `real_us` after the sanctuary's epoch."""
         return (self.offset_us + real_us + real_us * self.drift_ppb // 1_000_000_000) % TICKS_PERIOD
 
-    def real_us(self, ticks, near_real_us):
+    def real_us(self, ticks: int, near_real_us: int) -> int:
         """The inverse: when (us after the epoch) the clock read `ticks`, the reading
         nearest `near_real_us` (the clock wraps every ~18 minutes)."""
         step = (ticks - self.local_ticks(near_real_us) + TICKS_PERIOD // 2) % TICKS_PERIOD - TICKS_PERIOD // 2
         return near_real_us + round(step * 1e9 / (1e9 + self.drift_ppb))
 
-    def bcg_code(self, signal):
+    def bcg_code(self, signal: float) -> int:
         """The ADC code this unit's bed sensor channel gives for a nominal `signal` (codes)."""
-        code = BCG_MIDSCALE + self.bcg_offset + self.bcg_gain * (signal - BCG_MIDSCALE)
+        code = ADC_MIDSCALE + self.bcg_offset + self.bcg_gain * (signal - ADC_MIDSCALE)
         return min(ADC_FULL_SCALE, max(0, round(code)))
 
 
 class BedWorld:
     """The world's end of one bed's link."""
 
-    def __init__(self, unit, room_c=22.0, time_scale=1.0, sleeper=None, epoch_us=None):
+    def __init__(
+        self,
+        unit: Unit,
+        room_c: float = 22.0,
+        time_scale: float = 1.0,
+        sleeper: Sleeper | None = None,
+        epoch_us: int | None = None,
+    ) -> None:
         self.unit = unit
         self.epoch_us = epoch_us  # see Unit.local_ticks; None: the unit's clock is not known
         self.time_scale = time_scale
@@ -120,17 +137,21 @@ class BedWorld:
         self.model.adc_gain = unit.adc_gain
         self.model.adc_offset = unit.adc_offset
         self.model.enable = False  # the relay is open at power-up; the firmware closes it
-        self.outputs = [0] * schema.OUTPUT_CHANNELS
+        self.outputs: list[int] = [0] * schema.OUTPUT_CHANNELS
         self.watchdog_timeout_ms = 0
         self.watchdog_held = 0
         self.reset_requested = 0
-        self.radio_out = []  # (host time sent, frame) the bed broadcast, not yet on the medium
-        self.output_events = collections.deque(maxlen=100_000)  # (host time, channel, level)
+        self.radio_out: list[
+            tuple[float, bytes]
+        ] = []  # (host time sent, frame) the bed broadcast, not yet on the medium
+        self.output_events: collections.deque[tuple[float, int, int]] = collections.deque(
+            maxlen=100_000
+        )  # (host time, channel, level)
         self.radio_sent = 0
         self.radio_received = 0
-        self.bath = None  # a CalibrationBath when the unit sits in it
-        self.fixture = None  # the bath instrument, when the unit sits in its bench fixture
-        self.recorder = None  # a BcgRecorder while `soma sim record` records this bed
+        self.bath: CalibrationBath | None = None  # a CalibrationBath when the unit sits in it
+        self.fixture: CalibrationBath | None = None  # the bath instrument, when the unit sits in its bench fixture
+        self.recorder: BcgRecorder | None = None  # a BcgRecorder while `soma sim record` records this bed
         self.oracle = SafetyOracle(
             unit.serial, schema.TRIP_MAX_MC / 1000, schema.AUTO_OFF_MAX_MIN * 60, schema.FAULT_MASK_ALL_DRIVE
         )
@@ -138,16 +159,16 @@ class BedWorld:
             _collectors[-1].append(self.oracle)
         self.tap = LineTap()  # the bed's VirtualBed hands it the line (SimBed)
         self._actuator_seq = 0
-        self._feeds = None
+        self._feeds: int | None = None
         self._fed_at = time.monotonic()
         self._sensor_seq = 0
-        self._bed_address = None
+        self._bed_address: tuple[str, int] | None = None
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.socket.bind(("127.0.0.1", 0))
         self.socket.setblocking(False)
-        self.port = self.socket.getsockname()[1]
+        self.port: int = self.socket.getsockname()[1]
 
-    def serve(self, now, seconds):
+    def serve(self, now: float, seconds: float) -> None:
         """Take the bed's datagrams, advance the pads by `seconds` of wall time, send sensors;
         the oracle sees the result."""
         while True:
@@ -169,11 +190,12 @@ class BedWorld:
         in_bed = self.sleeper is not None and self.sleeper.vitals(now - self.sleeper_since).present
         self.model.sleeper = in_bed and self.bath is None
         self.model.step(seconds * self.time_scale, self.outputs)
+        signal: float = self.model.codes[5]  # the nominal bed sensor signal, codes
         if self.sleeper is not None:  # the sleeper lives on while the unit is in the bath
-            self.model.codes[5] = self.sleeper.bcg_code(now - self.sleeper_since)
+            signal = self.sleeper.bcg_code(now - self.sleeper_since)
         if self.station is not None:
-            self.model.codes[5] = self.station.bcg_signal(now)
-        self.model.codes[5] = self.unit.bcg_code(self.model.codes[5])
+            signal = self.station.bcg_signal(now)
+        self.model.codes[5] = self.unit.bcg_code(signal)
         if self.recorder is not None:
             vitals = None if self.sleeper is None else self.sleeper.vitals(now - self.sleeper_since)
             if not self.recorder.add(now, self.model.codes[5], vitals):
@@ -187,28 +209,28 @@ class BedWorld:
             except OSError:
                 pass  # the bed is restarting
 
-    def put_sleeper(self, sleeper):
+    def put_sleeper(self, sleeper: Sleeper | None) -> None:
         """A sleeper (or None) in this bed from now on: their night starts now."""
         self.sleeper_since = time.monotonic()
         self.sleeper = sleeper
 
-    def cut_power_after(self, byte_count):
+    def cut_power_after(self, byte_count: int) -> None:
         """Cut the unit's power once `byte_count` more bytes have gone to its flash."""
         if self._bed_address is None:
             raise RuntimeError("the bed has not started yet")
         self.socket.sendto(codec.encode("sim_control", [byte_count]), self._bed_address)
 
-    def local_ticks(self, at_s):
+    def local_ticks(self, at_s: float) -> int:
         """The unit's clock (ticks, wrapping at 2^30 as hal_sim's) at host monotonic time `at_s`."""
         return self.unit.local_ticks(round(at_s * 1e6) - (self.epoch_us or 0))
 
-    def host_time(self, ticks, near_s):
+    def host_time(self, ticks: int, near_s: float) -> float:
         """The host monotonic time (s) at which the unit's clock read `ticks`, near `near_s`."""
         if self.epoch_us is None:
             return near_s
         return (self.epoch_us + self.unit.real_us(ticks, round(near_s * 1e6) - self.epoch_us)) / 1e6
 
-    def deliver_radio(self, payload, arrived_s):
+    def deliver_radio(self, payload: bytes, arrived_s: float) -> None:
         if self._bed_address is not None:
             self.radio_received += 1
             try:
@@ -217,11 +239,11 @@ class BedWorld:
             except OSError:
                 pass  # the bed is restarting: the frame is lost, as on air
 
-    def _booted(self, now):
+    def _booted(self, now: float) -> None:
         self.oracle.boot(now)
         self._actuator_seq = 0
 
-    def _hear_line(self):
+    def _hear_line(self) -> None:
         """What the line tap heard since the last serve (but the programs: World spreads them)."""
         tap = self.tap
         while tap.intents:
@@ -229,14 +251,14 @@ class BedWorld:
         while tap.reports:
             self.oracle.reported(*tap.reports.popleft())
 
-    def _referee(self, now):
+    def _referee(self, now: float) -> None:
         model = self.model
         heat_w = (model.power_w(0, self.outputs[0]), model.power_w(1, self.outputs[1]))
         broken = model.faults.get("open", set()) | model.faults.get("short", set())
         sound = [sensor not in broken for sensor in THERMISTORS]
         self.oracle.observe(now, model.pad_c, heat_w, model.enable, sound)
 
-    def _take(self, data, now):
+    def _take(self, data: bytes, now: float) -> None:
         try:
             if data[:1] == bytes([schema.SIM_KIND_ACTUATORS]):
                 values = codec.decode("sim_actuators", data)
@@ -259,24 +281,24 @@ class BedWorld:
                 self.model.enable = bool(values[11])
             elif data[:1] == bytes([schema.SIM_KIND_RADIO]):
                 ticks, payload = codec.decode("sim_radio", data)
-                self.radio_out.append((self.host_time(ticks, now), payload))
+                self.radio_out.append((self.host_time(ticks, now), cast(bytes, payload)))
                 self.radio_sent += 1
         except codec.ProtocolError:
             pass  # not a sim datagram: ignored, as a board ignores noise on its pins
 
     @property
-    def station(self):
+    def station(self) -> CalibrationBath | None:
         """The station instrument this unit sits in (its bath or its bench fixture), or None."""
         return self.bath or self.fixture
 
-    def watchdog_expired(self, now):
+    def watchdog_expired(self, now: float) -> bool:
         return (
             self.watchdog_timeout_ms > 0
             and not self.watchdog_held
             and now - self._fed_at > self.watchdog_timeout_ms / 1000
         )
 
-    def rebooted(self, now):
+    def rebooted(self, now: float) -> None:
         """The bed restarted: its watchdog is disarmed until the firmware arms it again; what
         the ended process sent before it ended is not the new boot's (its first datagram is)."""
         while True:
@@ -293,7 +315,7 @@ class BedWorld:
         self.model.enable = False
         self._bed_address = None
 
-    def close(self):
+    def close(self) -> None:
         if self.recorder is not None:
             self.recorder.abandon()
         self.socket.close()
@@ -304,34 +326,38 @@ class World:
     the medium, runs the calibration bath, enforces the beds' watchdogs and feeds their
     safety oracles."""
 
-    def __init__(self, radio=None, bath=None):
-        self.beds = []  # (BedWorld, VirtualBed)
+    def __init__(self, radio: RadioMedium | None = None, bath: CalibrationBath | None = None) -> None:
+        self.beds: list[tuple[BedWorld, VirtualBed]] = []
         self.radio = radio or RadioMedium()
         self.bath = bath
-        self.drive_w = collections.deque(maxlen=200_000)  # (host time, electrical W of every pad)
+        self.drive_w: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=200_000
+        )  # (host time, electrical W of every pad)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="world", daemon=True)
         self._lock = threading.Lock()
-        self._intruder_frames = collections.deque()  # frames an intruder puts on air (inject_radio)
+        self._intruder_frames: collections.deque[bytes] = (
+            collections.deque()
+        )  # frames an intruder puts on air (inject_radio)
 
-    def add(self, bed_world, virtual_bed):
+    def add(self, bed_world: BedWorld, virtual_bed: VirtualBed) -> None:
         with self._lock:
             self.beds.append((bed_world, virtual_bed))
 
-    def start(self):
+    def start(self) -> None:
         self._thread.start()
 
-    def inject_radio(self, payload):
+    def inject_radio(self, payload: bytes) -> None:
         """Put a frame on air from outside the sanctuary (an intruder): every bed may hear it."""
         self._intruder_frames.append(payload)
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         for bed_world, _ in self.beds:
             bed_world.close()
 
-    def _run(self):
+    def _run(self) -> None:
         last = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
@@ -368,7 +394,8 @@ class World:
                     self.radio.transmit(STATION, payload, in_station, now)
             for receiver, payload, arrived in self.radio.due(now):
                 if receiver == STATION:
-                    self.bath.hear_radio(payload)
+                    if self.bath is not None:  # only a bath's reference radio is the STATION
+                        self.bath.hear_radio(payload)
                 else:
                     beds[receiver][0].deliver_radio(payload, arrived)
             if self.bath is not None:
@@ -378,13 +405,15 @@ class World:
             last = now
             self._stop.wait(max(0.0, PERIOD_S - (time.monotonic() - now)))
 
-    def _in_station(self, beds):
+    def _in_station(self, beds: Sequence[tuple[BedWorld, VirtualBed]]) -> list[int]:
         """Indexes of the beds whose unit sits in the station (the bath and its shield box)."""
         if self.bath is None:
             return []
         return [index for index, (bed_world, _) in enumerate(beds) if bed_world.station is self.bath]
 
-    def _show_fixture(self, beds, in_station):
+    def _show_fixture(self, beds: Sequence[tuple[BedWorld, VirtualBed]], in_station: Sequence[int]) -> None:
         """The station fixture's photodiode and accelerometer watch the first unit in the station."""
+        if self.bath is None:  # no station
+            return
         outputs = beds[in_station[0]][0].outputs if in_station else [0] * schema.OUTPUT_CHANNELS
         self.bath.observe(light_permille=outputs[WAKE_LIGHT], haptic_permille=outputs[HAPTIC])

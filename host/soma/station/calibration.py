@@ -18,25 +18,24 @@ committed. After the commit the amplitude is measured again and corrected with t
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from soma.errors import SomaError
+from soma.link.management import ALL_FAULTS, DeviceError, ManagementClient, fault_names
 from soma_protocol import codec, schema
-
-from .errors import SomaError
-from .management import ALL_FAULTS, DeviceError, fault_names
+from soma_protocol.constants import ADC_FULL_SCALE, ADC_MIDSCALE, NTC_PULLUP_OHM
 
 SET_POINTS_C = (15.0, 22.0, 29.0, 36.0, 42.0)
 SENSORS = ("pad_left", "pad_right", "ambient")
 RESIDUAL_LIMIT_C = 0.05
 READINGS = 6  # averaged per point
-PULLUP_OHM = 10_000.0
-FULL_SCALE = 65_535
 KELVIN = 273.15
 
 BCG_CHANNEL = 5  # index of the bed sensor's raw code in read_sensors
-BCG_MIDSCALE = 32768
 BCG_REFERENCE_CODES = 4000  # shaker amplitude, nominal codes
 BCG_ZERO_S = 3.0
 BCG_AMPLITUDE_S = 4.0
@@ -45,14 +44,38 @@ BCG_GAIN_RANGE = (0.5, 2.0)
 SHAKER_SETTLE_S = 0.5
 Q16 = 1 << 16
 
+Coefficients = tuple[float, float, float]  # Steinhart-Hart (a, b, c)
+# One set point as `measure` gives it: (reference degC, averaged raw code per sensor, averaged unit degC per sensor)
+PointSample = tuple[float, list[float], list[float]]
+
+
+class BathLine(Protocol):
+    """The bath's line: a SerialLink, or anything that reads and writes bytes alike."""
+
+    def read(self, timeout: float) -> bytes: ...
+
+    def write(self, data: bytes) -> object: ...
+
+
+class BathApi(Protocol):
+    """What calibration asks of a bath: a Bath, or a SharedBath over one."""
+
+    def settle_at(self, temp_c: float, timeout: float) -> None: ...
+
+    def reference_c(self) -> float: ...
+
+    def set_shaker(self, codes: float) -> None: ...
+
+    def shaker_hz(self) -> float: ...
+
 
 class Bath:
     """The calibration bath's SCPI-like line (any object with read(timeout) and write(bytes))."""
 
-    def __init__(self, link):
+    def __init__(self, link: BathLine) -> None:
         self._link = link
 
-    def ask(self, command, timeout=3.0):
+    def ask(self, command: str, timeout: float = 3.0) -> str:
         self._link.write(command.encode() + b"\n")
         reply = b""
         deadline = time.monotonic() + timeout
@@ -65,7 +88,7 @@ class Bath:
             raise SomaError(f"the calibration bath refused {command!r}: {text}")
         return text
 
-    def settle_at(self, temp_c, timeout):
+    def settle_at(self, temp_c: float, timeout: float) -> None:
         self._link.write(f"SOUR:TEMP {temp_c:.3f}\n".encode())
         deadline = time.monotonic() + timeout
         while self.ask("STAB?") != "1":
@@ -73,17 +96,17 @@ class Bath:
                 raise SomaError(f"the bath did not settle at {temp_c} degC within {timeout} s")
             time.sleep(0.1)
 
-    def reference_c(self):
+    def reference_c(self) -> float:
         return float(self.ask("MEAS:TEMP?"))
 
-    def set_shaker(self, codes):
+    def set_shaker(self, codes: float) -> None:
         """Set the reference shaker's amplitude (0: off) and confirm the bath took it."""
         self._link.write(f"VIBR:AMPL {codes:g}\n".encode())
         answer = self.ask("VIBR:AMPL?")
         if float(answer) != codes:
             raise SomaError(f"the calibration bath's shaker is at {answer} codes, not {codes:g}")
 
-    def shaker_hz(self):
+    def shaker_hz(self) -> float:
         return float(self.ask("VIBR:FREQ?"))
 
 
@@ -94,37 +117,37 @@ class SharedBath:
     made it (all have finished measuring at the previous setting), then runs once. Queries
     go straight through, one at a time. A unit that fails leaves, and the others go on."""
 
-    def __init__(self, bath, units):
+    def __init__(self, bath: BathApi, units: int) -> None:
         self._bath = bath
         self._line = threading.Lock()  # one command and answer at a time on the bath's line
         self._turn = threading.Condition()
         self._units = units  # still calibrating
         self._arrived = 0
         self._round = 0
-        self._pending = None  # the change the units are gathering for
-        self._failure = None  # the SomaError it raised, for every unit
+        self._pending: Callable[[], None] | None = None  # the change the units are gathering for
+        self._failure: SomaError | None = None  # the SomaError it raised, for every unit
 
-    def leave(self):
+    def leave(self) -> None:
         """A unit is done (or failed): the others no longer wait for it."""
         with self._turn:
             self._units -= 1
             self._release_if_complete()
 
-    def settle_at(self, temp_c, timeout):
+    def settle_at(self, temp_c: float, timeout: float) -> None:
         self._together(lambda: self._bath.settle_at(temp_c, timeout))
 
-    def set_shaker(self, codes):
+    def set_shaker(self, codes: float) -> None:
         self._together(lambda: self._bath.set_shaker(codes))
 
-    def reference_c(self):
+    def reference_c(self) -> float:
         with self._line:
             return self._bath.reference_c()
 
-    def shaker_hz(self):
+    def shaker_hz(self) -> float:
         with self._line:
             return self._bath.shaker_hz()
 
-    def _together(self, change):
+    def _together(self, change: Callable[[], None]) -> None:
         with self._turn:
             self._arrived += 1
             this_round = self._round
@@ -135,12 +158,14 @@ class SharedBath:
             if self._failure is not None:
                 raise self._failure
 
-    def _release_if_complete(self):
+    def _release_if_complete(self) -> None:
         if self._arrived and self._arrived >= self._units:
             self._failure = None
+            change = self._pending
+            assert change is not None  # every unit that arrived left its change
             try:
                 with self._line:
-                    self._pending()
+                    change()
             except SomaError as exc:
                 self._failure = exc
             self._arrived = 0
@@ -149,13 +174,18 @@ class SharedBath:
 
 
 def calibrate_units(
-    clients, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""
-):
+    clients: Sequence[ManagementClient],
+    bath: BathApi,
+    set_points: Sequence[float] = SET_POINTS_C,
+    residual_limit_c: float = RESIDUAL_LIMIT_C,
+    settle_timeout: float = 600,
+    station: str = "",
+) -> "list[CalibrationReport | SomaError]":
     """Calibrate every unit behind `clients` in one bath at once; a CalibrationReport or
     the SomaError that stopped it, per unit, in order."""
     shared = SharedBath(bath, len(clients))
 
-    def one(client):
+    def one(client: ManagementClient) -> "CalibrationReport | SomaError":
         try:
             return calibrate(client, shared, set_points, residual_limit_c, settle_timeout, station)
         except SomaError as exc:
@@ -167,21 +197,22 @@ def calibrate_units(
         return list(pool.map(one, clients))
 
 
-def resistance_ohm(code):
-    code = min(max(code, 1.0), FULL_SCALE - 1.0)
-    return PULLUP_OHM * code / (FULL_SCALE - code)
+def resistance_ohm(code: float) -> float:
+    code = min(max(code, 1.0), ADC_FULL_SCALE - 1.0)
+    return NTC_PULLUP_OHM * code / (ADC_FULL_SCALE - code)
 
 
-def fit_steinhart_hart(points):
+def fit_steinhart_hart(points: Iterable[tuple[float, float]]) -> Coefficients:
     """(a, b, c) by least squares from (resistance_ohm, temp_c) pairs; at least three."""
-    rows = []
+    rows: list[tuple[tuple[float, float, float], float]] = []
     for resistance, temp_c in points:
         ln_r = math.log(resistance)
         rows.append(((1.0, ln_r, ln_r**3), 1.0 / (temp_c + KELVIN)))
-    return tuple(_least_squares(rows))
+    a, b, c = _least_squares(rows)
+    return a, b, c
 
 
-def fit_sine(samples, freq_hz):
+def fit_sine(samples: Iterable[tuple[float, float]], freq_hz: float) -> tuple[float, float]:
     """(amplitude, mean) of y = s sin(wt) + c cos(wt) + mean fitted to (t, y) samples."""
     omega = 2 * math.pi * freq_hz
     rows = [((math.sin(omega * t), math.cos(omega * t), 1.0), y) for t, y in samples]
@@ -189,13 +220,13 @@ def fit_sine(samples, freq_hz):
     return math.hypot(s, c), mean
 
 
-def curve_c(coefficients, resistance):
+def curve_c(coefficients: Coefficients, resistance: float) -> float:
     a, b, c = coefficients
     ln_r = math.log(resistance)
     return 1.0 / (a + b * ln_r + c * ln_r**3) - KELVIN
 
 
-def _least_squares(rows):
+def _least_squares(rows: Sequence[tuple[Sequence[float], float]]) -> list[float]:
     """Coefficients minimising the squared error over (x tuple, y) rows (normal equations)."""
     n = len(rows[0][0])
     normal = [[sum(x[i] * x[j] for x, _ in rows) for j in range(n)] for i in range(n)]
@@ -203,7 +234,7 @@ def _least_squares(rows):
     return _solve(normal, rhs)
 
 
-def _solve(matrix, rhs):
+def _solve(matrix: Sequence[Sequence[float]], rhs: Sequence[float]) -> list[float]:
     """Gaussian elimination with partial pivoting (3 unknowns)."""
     n = len(rhs)
     rows = [list(matrix[i]) + [rhs[i]] for i in range(n)]
@@ -223,28 +254,32 @@ def _solve(matrix, rhs):
 class CalibrationReport:
     serial: str
     firmware_hash: str
-    coefficients: dict = field(default_factory=dict)  # sensor -> (a, b, c)
-    residual_c: dict = field(default_factory=dict)  # sensor -> worst fit residual
-    before_c: list = field(default_factory=list)  # per point: {sensor: unit - reference}
-    after_c: list = field(default_factory=list)
+    coefficients: dict[str, Coefficients] = field(default_factory=dict)  # sensor -> (a, b, c)
+    residual_c: dict[str, float] = field(default_factory=dict)  # sensor -> worst fit residual
+    before_c: list[dict[str, float]] = field(default_factory=list)  # per point: {sensor: unit - reference}
+    after_c: list[dict[str, float]] = field(default_factory=list)
     generation: int = 0
     bcg_zero: int = 0  # codes: the BCG channel's rest code minus mid scale
     bcg_gain: float = 1.0  # the committed gain (Q16 in the record)
     bcg_error_after_pct: float = 0.0  # the corrected shaker amplitude's error after the commit
-    faults_cleared: list = field(default_factory=list)  # latched during calibration (the hot point), cleared
-    faults_latched: list = field(default_factory=list)  # still latched at the end
+    faults_cleared: list[str] = field(default_factory=list)  # latched during calibration (the hot point), cleared
+    faults_latched: list[str] = field(default_factory=list)  # still latched at the end
 
     @property
-    def max_error_after_c(self):
+    def max_error_after_c(self) -> float:
         return max(abs(error) for point in self.after_c for error in point.values())
 
 
-def measure(client, bath, set_points, settle_timeout):
+def measure(
+    client: ManagementClient, bath: BathApi, set_points: Iterable[float], settle_timeout: float
+) -> list[PointSample]:
     """Per set point: (reference degC, averaged raw codes, averaged unit degC) of each sensor."""
-    samples = []
+    samples: list[PointSample] = []
     for temp_c in set_points:
         bath.settle_at(temp_c, settle_timeout)
-        references, codes, temps = [], [[], [], []], [[], [], []]
+        references: list[float] = []
+        codes: list[list[int]] = [[], [], []]
+        temps: list[list[float]] = [[], [], []]
         for _ in range(READINGS):
             references.append(bath.reference_c())
             reading = client.request("read_sensors", timeout=3)
@@ -258,10 +293,12 @@ def measure(client, bath, set_points, settle_timeout):
     return samples
 
 
-def fit_thermistors(samples, residual_limit_c, report):
+def fit_thermistors(
+    samples: Sequence[PointSample], residual_limit_c: float, report: "CalibrationReport"
+) -> list[float]:
     """The record's thermistor fields (a, b, c, residual in mK per sensor) from `measure`'s
     samples, noted in `report`; a fit over the residual limit is refused."""
-    values = []
+    values: list[float] = []
     for i, name in enumerate(SENSORS):
         points = [(resistance_ohm(codes[i]), reference) for reference, codes, _ in samples]
         coefficients = fit_steinhart_hart(points)
@@ -276,10 +313,10 @@ def fit_thermistors(samples, residual_limit_c, report):
     return values
 
 
-def sample_bcg(client, seconds):
+def sample_bcg(client: ManagementClient, seconds: float) -> list[tuple[float, int]]:
     """(time.monotonic(), raw BCG code) pairs for `seconds`, as fast as read_sensors answers;
     each stamped midway between request and answer."""
-    samples = []
+    samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + seconds
     while (asked := time.monotonic()) < deadline:
         code = client.request("read_sensors", timeout=3)[BCG_CHANNEL]
@@ -288,7 +325,7 @@ def sample_bcg(client, seconds):
 
 
 @contextmanager
-def shaking(bath, codes):
+def shaking(bath: BathApi, codes: float) -> Iterator[None]:
     """The reference shaker at `codes` inside the block, off after it (also on error)."""
     bath.set_shaker(codes)
     try:
@@ -298,24 +335,24 @@ def shaking(bath, codes):
         bath.set_shaker(0)
 
 
-def bcg_zero(client, bath):
+def bcg_zero(client: ManagementClient, bath: BathApi) -> int:
     """The BCG channel's mean code at rest minus mid scale (shaker off); refused past the limit."""
     bath.set_shaker(0)
     codes = [code for _, code in sample_bcg(client, BCG_ZERO_S)]
-    zero = round(sum(codes) / len(codes)) - BCG_MIDSCALE
+    zero = round(sum(codes) / len(codes)) - ADC_MIDSCALE
     if abs(zero) > BCG_ZERO_LIMIT:
         raise SomaError(f"BCG channel: zero {zero:+d} codes beyond +-{BCG_ZERO_LIMIT}: a broken channel, not committed")
     return zero
 
 
-def bcg_amplitude(client, bath, reference=BCG_REFERENCE_CODES):
+def bcg_amplitude(client: ManagementClient, bath: BathApi, reference: float = BCG_REFERENCE_CODES) -> float:
     """The amplitude (codes) the BCG channel reads with the shaker at `reference`."""
     freq_hz = bath.shaker_hz()
     with shaking(bath, reference):
         return fit_sine(sample_bcg(client, BCG_AMPLITUDE_S), freq_hz)[0]
 
 
-def bcg_gain(amplitude, reference=BCG_REFERENCE_CODES):
+def bcg_gain(amplitude: float, reference: float = BCG_REFERENCE_CODES) -> float:
     """reference / amplitude; refused outside BCG_GAIN_RANGE (a dead or broken channel)."""
     gain = reference / amplitude if amplitude > 0 else math.inf
     low, high = BCG_GAIN_RANGE
@@ -327,7 +364,8 @@ def bcg_gain(amplitude, reference=BCG_REFERENCE_CODES):
     return gain
 
 
-def commit_record(client, values):
+# Any: the record's fields as the codec (construct, untyped) nests them.
+def commit_record(client: ManagementClient, values: Sequence[float | bytes]) -> tuple[int, dict[str, Any]]:
     """Write, commit and read back the calibration record; its generation and stored fields."""
     try:
         client.request("calibration_write", values, timeout=5)
@@ -352,7 +390,14 @@ def commit_record(client, values):
     return generation, stored["data"]
 
 
-def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_LIMIT_C, settle_timeout=600, station=""):
+def calibrate(
+    client: ManagementClient,
+    bath: BathApi,
+    set_points: Sequence[float] = SET_POINTS_C,
+    residual_limit_c: float = RESIDUAL_LIMIT_C,
+    settle_timeout: float = 600,
+    station: str = "",
+) -> CalibrationReport:
     """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
     info = client.request_fields("info", timeout=3)
     report = CalibrationReport(info["unit_serial"].decode(errors="replace"), info["firmware_hash"].hex())
@@ -361,7 +406,7 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     gain_q16 = round(Q16 * bcg_gain(bcg_amplitude(client, bath)))
     samples = measure(client, bath, set_points, settle_timeout)
     report.before_c = _errors_c(samples)
-    values = fit_thermistors(samples, residual_limit_c, report)
+    values: list[float | bytes] = [*fit_thermistors(samples, residual_limit_c, report)]
     values += [report.bcg_zero, gain_q16, int(time.time()), (station or "bench").encode()[:255]]
     report.generation, stored = commit_record(client, values)
     report.bcg_gain = stored["bcg_gain_q16"] / Q16
@@ -377,12 +422,12 @@ def calibrate(client, bath, set_points=SET_POINTS_C, residual_limit_c=RESIDUAL_L
     return report
 
 
-def _errors_c(samples):
+def _errors_c(samples: Iterable[PointSample]) -> list[dict[str, float]]:
     """Per point of `measure`'s samples: each sensor's reading minus the reference, degC."""
     return [{name: round(temps[i] - reference, 4) for i, name in enumerate(SENSORS)} for reference, _, temps in samples]
 
 
-def clear_own_faults(client, latched_before):
+def clear_own_faults(client: ManagementClient, latched_before: int) -> tuple[list[str], list[str]]:
     """Clear the faults latched since calibration began (those latched before are the
     operator's to look at); the names of those cleared and of all still latched."""
     cleared, latched = client.request("fault_clear", [ALL_FAULTS & ~latched_before], timeout=3)

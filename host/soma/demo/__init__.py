@@ -1,0 +1,1 @@
+"""`soma demo`: a night in a sanctuary of virtual beds, judged and reported."""

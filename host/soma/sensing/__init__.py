@@ -1,0 +1,1 @@
+"""Host-side sensing tools: recordings replayed through the firmware's pipeline, filter design, plots."""
