@@ -42,14 +42,18 @@ typecheck: setup
 # selecting nothing (PYTEST_ARGS='-k ...' matching only the other's tests) is reported, not
 # failed. PYTEST_ARGS goes to every phase: `make check PYTEST_ARGS='-k firmware'`.
 PYTEST_ARGS ?=
-PYTEST := HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest $(PYTEST_ARGS)
+# The hypothesis profile: `ci` (10 000 examples, derandomized, the fuzz floor judged) for
+# `make test`; `dev` (300 examples) for `make check`; HYPOTHESIS_PROFILE overrides both.
+PROFILE := ci
+PYTEST = HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-$(PROFILE)} $(BIN)/python -m pytest $(PYTEST_ARGS)
 # worksteal: a worker that runs out takes queued tests from the other, so the long
 # virtual-time runs do not end up queued behind each other on one core.
-PYTEST_CPU := $(PYTEST) -m cpu -n auto --dist worksteal --durations=15
-PYTEST_REAL := $(PYTEST) -m "not cpu" --durations=15
+PYTEST_CPU = $(PYTEST) -m cpu -n auto --dist worksteal --durations=15
+PYTEST_REAL = $(PYTEST) -m "not cpu" --durations=15
 NO_TESTS := pytest collected no tests (exit 5)
 
-# The edit loop (< 3 minutes on 2 cores): lint, codegen check, the cpu phase.
+# The edit loop (< 3 minutes on 2 cores): lint, codegen check, the cpu phase (dev profile).
+check: PROFILE := dev
 check: lint codegen-check test-cpu
 
 test-cpu: setup

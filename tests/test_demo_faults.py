@@ -13,6 +13,9 @@ from soma.demo.night import run_night
 from soma.demo.outcome import BedOutcome
 from soma.demo.report import write_report
 from soma.demo.settings import FAULT_BED, FAULTS, DemoSettings
+from soma.link.management import fault_names
+from soma.link.session import open_unit
+from soma.sanctuary.status import read_status
 from soma.sim.sanctuary import Sanctuary
 
 BEDS = {"thermistor-open": 2, "heater-stuck": 2, "root-loss": 3, "spoofed-beacons": 2}
@@ -23,7 +26,28 @@ def night_with(fault):
     said = []
     with Sanctuary(beds=settings.beds, flashed=True, sleepers=False) as sanctuary:
         outcome = run_night(sanctuary, settings, [BedOutcome(n) for n in range(1, settings.beds + 1)], said.append)
-    return outcome, said
+        seen = witnessed(sanctuary)
+    return outcome, said, seen
+
+
+def witnessed(sanctuary):
+    """Each bed after the night as the world and the bed itself tell it, apart from the demo's
+    own judging: the world's relay and hottest true pad, and a fresh info and sanctuary status
+    asked of the unit."""
+    seen = []
+    for bed in sanctuary.beds:
+        with open_unit(bed.port) as unit:
+            assert unit.info is not None
+            status = read_status(unit.client)
+        seen.append(
+            {
+                "relay_closed": bed.world.model.enable,
+                "max_pad_c": bed.world.model.max_pad_c,
+                "faults": set(fault_names(unit.info["fault_mask"])),
+                "root": status["root_id"],
+            }
+        )
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +62,7 @@ def checks(outcome):
 
 @pytest.mark.parametrize("fault", ["thermistor-open", "heater-stuck"])
 def test_the_faulty_bed_faults_safe_and_the_other_carries_on(nights, fault):
-    outcome, said = nights[fault]
+    outcome, said, seen = nights[fault]
     assert f"injecting: {FAULTS[fault]}" in said
     judged = checks(outcome)
     value, ok = judged[f"bed {FAULT_BED} faulted safe"]
@@ -55,6 +79,12 @@ def test_the_faulty_bed_faults_safe_and_the_other_carries_on(nights, fault):
         value, ok = judged[f"bed {FAULT_BED} heater enable relay"]
         assert ok and value.startswith("open; true pad max "), value
     assert outcome.beds[0].faults == []
+    # the same, as the world and the units themselves tell it
+    faulty, other = seen[FAULT_BED - 1], seen[0]
+    assert ("sensor_left" if fault == "thermistor-open" else "stuck_left") in faulty["faults"]
+    assert other["faults"] == set() and other["relay_closed"]
+    assert faulty["relay_closed"] == (fault == "thermistor-open")  # a stuck bridge: the relay opened
+    assert max(bed["max_pad_c"] for bed in seen) < 42.5
     (tripped,) = [event for event in outcome.report.events if event.label.startswith(f"bed {FAULT_BED}: ")]
     (injected,) = [event for event in outcome.report.events if event.label.startswith("fault injected")]
     assert tripped.kind == "fault" and tripped.t_s > injected.t_s  # the trip is marked where it happened
@@ -74,6 +104,7 @@ def test_losing_the_root_hands_the_sanctuary_to_another_bed_within_ten_seconds(n
     value, ok = judged["root failover"]
     assert ok, value
     assert "root [2]" in value  # the lowest bed id still on the air
+    assert [bed["root"] for bed in nights["root-loss"][2][1:]] == [2, 2]  # as beds 2 and 3 say
     assert judged["faults on the other beds"] == ("none", True)
 
 
@@ -82,6 +113,7 @@ def test_forged_beacons_are_all_rejected_and_the_root_stays(nights):
     rejected, ok = judged["forged beacons rejected"]
     assert ok and int(rejected) > 0
     assert judged["root after forgeries"] == ("[1]", True)
+    assert [bed["root"] for bed in nights["spoofed-beacons"][2]] == [1, 1]  # as each bed says
     assert judged["faults on the other beds"] == ("none", True)
 
 
