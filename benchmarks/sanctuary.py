@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from soma.sanctuary import program as programs
+from soma.sanctuary import program_wire
 from soma.sim.radio import RadioSettings
 from soma.sim.sanctuary import Sanctuary
 from soma.sim.sanctuary_watch import SanctuaryWatch
@@ -77,7 +78,7 @@ def _virtual_sanctuary() -> Iterator[Result]:
             time.sleep(10)
             status = watch.request_fields(5, "sanctuary_status", [0])
             start_us = status["global_time_us"] + 5_000_000
-            values = programs.compile_program(programs.from_data(PROGRAM), 1, start_us)
+            values = program_wire.compile_program(programs.from_data(PROGRAM), 1, start_us)
             watch.request(5, "program_upload", values)  # a bed that is not the root: it spreads
             program_start = time.monotonic() + 5
             time.sleep(5 + 60 + 10)

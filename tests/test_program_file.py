@@ -9,16 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from soma.cli import cli
-from soma.sanctuary.program import (
-    TOP_KEYS,
-    ProgramError,
-    compile_program,
-    decide_upload,
-    format_duration,
-    from_data,
-    load,
-    program_data,
-)
+from soma.sanctuary.program import TOP_KEYS, ProgramError, format_duration, from_data, load
+from soma.sanctuary.program_wire import compile_program, decide_upload, program_data
 from soma_protocol import codec
 from soma_protocol.enums import HapticPattern, PadMode
 

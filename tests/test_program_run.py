@@ -9,6 +9,7 @@ import spread
 from mpexec import run_micropython
 from program import Program
 from soma.sanctuary import program as programs
+from soma.sanctuary import program_wire
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -29,7 +30,7 @@ FILE = {
 
 
 def compiled():
-    return programs.compile_program(programs.from_data(FILE), 1, START)
+    return program_wire.compile_program(programs.from_data(FILE), 1, START)
 
 
 def outputs(at_s, onset_s=0):

@@ -10,6 +10,7 @@ import pytest
 
 from soma.link.management import DeviceError
 from soma.sanctuary import program as programs
+from soma.sanctuary import program_wire
 from soma.sim.radio import RadioSettings
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.sanctuary_watch import SYNCED, SanctuaryWatch
@@ -63,13 +64,13 @@ def test_a_sanctuary_syncs_runs_one_program_ushers_together_and_shares_power(san
 
     # Uploaded to bed 3, version 1 spreads to every bed by radio.
     start_us = status["global_time_us"] + 3_000_000
-    watch.request(3, "program_upload", programs.compile_program(program(7), 1, start_us))
+    watch.request(3, "program_upload", program_wire.compile_program(program(7), 1, start_us))
     assert wait_for(lambda: versions(watch) == [(7, 1)] * BEDS, timeout=15, interval=0.5)
     # A newer version uploaded to bed 4 replaces it everywhere; an older one is refused.
-    watch.request(4, "program_upload", programs.compile_program(program(7), 2, start_us))
+    watch.request(4, "program_upload", program_wire.compile_program(program(7), 2, start_us))
     assert wait_for(lambda: versions(watch) == [(7, 2)] * BEDS, timeout=15, interval=0.5)
     with pytest.raises(DeviceError, match="refused"):
-        watch.request(2, "program_upload", programs.compile_program(program(7), 1, start_us))
+        watch.request(2, "program_upload", program_wire.compile_program(program(7), 1, start_us))
 
     # The ushering, 30 s into the program, on every bed at once.
     assert wait_for(lambda: None not in watch.onsets(program_start + 20), timeout=45, interval=0.5)

@@ -46,7 +46,9 @@ def show(program_file: str, as_json: bool) -> None:
     budget. Keys: id, version, name, duration, budget_w, beds, [[phase]] (at, pad |
     pad_offset, light, light_ramp, haptic), [ushering] (at, smart_window, ramp, light, pad |
     pad_offset, haptic); durations like "90s", "45m", "7h30m"."""
-    from soma.sanctuary.program import PAYLOAD, PHASE, compile_program, describe, load
+    from soma.sanctuary.program import load
+    from soma.sanctuary.program_show import describe
+    from soma.sanctuary.program_wire import PAYLOAD, PHASE, compile_program
     from soma_protocol import codec, schema
 
     program = load(program_file)
@@ -110,7 +112,8 @@ def upload_program(
 ) -> dict[str, Any]:
     """Read the bed's sanctuary status, decide the version and start, upload; return a summary.
     `client` is a ManagementClient (request, request_fields)."""
-    from soma.sanctuary.program import ProgramError, compile_program, decide_upload
+    from soma.sanctuary.program import ProgramError
+    from soma.sanctuary.program_wire import compile_program, decide_upload
     from soma.sanctuary.status import is_synced, read_status
 
     status = read_status(client)

@@ -21,6 +21,7 @@ from soma.demo.stages import Stage
 from soma.errors import SomaError
 from soma.link.management import TELEMETRY
 from soma.sanctuary import program as programs
+from soma.sanctuary import program_wire
 from soma.sim.sanctuary_watch import snapshot
 from soma.sim.world import WAKE_LIGHT
 from soma_protocol import auth, codec, constants, enums
@@ -144,7 +145,7 @@ class Night:
         status = self._status(1)
         lead_s = 6.0
         self.start_us = status["global_time_us"] + round(lead_s * 1e6)
-        self.watch.request(1, "program_upload", programs.compile_program(self.program, 1, self.start_us))
+        self.watch.request(1, "program_upload", program_wire.compile_program(self.program, 1, self.start_us))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             versions = [self._status(n)["program_version"] for n in self._numbers()]

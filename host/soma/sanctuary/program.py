@@ -1,9 +1,10 @@
-"""Sleep programs: a program file (TOML, or JSON by the .json extension) loaded into a
-validated Program, compiled to the values of the schema's ProgramData, described for people.
+"""Sleep program files: a program file (TOML, or JSON by the .json extension) loaded into a
+validated Program. soma.sanctuary.program_wire compiles it to the schema's ProgramData and
+decides an upload; soma.sanctuary.program_show describes it for people.
 
     program = load("night.toml")
-    values = compile_program(program, version=3, start_us=global_time_us)  # program_upload's payload
-    Console().print(describe(values, program.name))
+    values = compile_program(program, version=3, start_us=global_time_us)  # program_wire
+    Console().print(describe(values, program.name))  # program_show
 
 The file (every key below; any other key is an error):
 
@@ -47,21 +48,14 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from soma.errors import SomaError
-from soma_protocol import codec, schema
+from soma_protocol import schema
 from soma_protocol.enums import HapticPattern, PadMode
 
-if TYPE_CHECKING:
-    from rich.console import Group
-
-PAYLOAD = "program_data"  # the payload of a program_upload request: ProgramData
-PHASE = "program_phase"  # its phases, packed back to back
 PAD_MODES = {mode.name: int(mode) for mode in PadMode}
 HAPTICS = {pattern.name: int(pattern) for pattern in HapticPattern}
-PAD_MODE_NAMES = {value: name for name, value in PAD_MODES.items()}
-HAPTIC_NAMES = {value: name for name, value in HAPTICS.items()}
 
 ID_RANGE = (1, 0xFFFF)  # id 0 is a bed without a program
 VERSION_RANGE = (1, 0xFFFF)
@@ -304,163 +298,9 @@ def _haptic(data: dict[str, Any], where: str) -> str:
     return value
 
 
-# ---- compiling ---------------------------------------------------------------------------
-
-
-def compile_program(program: Program, version: int, start_us: int = 0) -> list[Any]:
-    """The flat value list of ProgramData (program_upload's request payload, in wire order).
-
-    A phase without `light` keeps the light's course: it repeats the level before it with
-    what is left of that level's ramp, so the light reaches it at the same instant as if
-    the phase were not there."""
-    phases: list[dict[str, Any]] = []
-    level, ramp_end_s = 0, 0
-    for phase in program.phases:
-        if phase.light_permille is None:
-            light, ramp_s = level, max(0, ramp_end_s - phase.at_s)
-        else:
-            light, ramp_s = phase.light_permille, phase.light_ramp_s
-        level, ramp_end_s = light, phase.at_s + ramp_s
-        phases.append(_phase_fields(phase.at_s, phase.pad_mode, phase.pad_mc, light, ramp_s, phase.haptic))
-    ushering = program.ushering
-    fields = {
-        "program_id": program.id,
-        "version": version,
-        "start_us": start_us,
-        "duration_s": program.duration_s,
-        "budget_w": program.budget_w,
-        "beds": program.beds,
-        "wake_at_s": ushering.at_s,
-        "smart_window_s": ushering.smart_window_s,
-        "ushering_ramp_s": ushering.ramp_s,
-        "ushering_light_permille": ushering.light_permille,
-        "ushering_pad_mode": PAD_MODES[ushering.pad_mode],
-        "ushering_pad_mc": ushering.pad_mc,
-        "ushering_haptic": HAPTICS[ushering.haptic],
-        # ProgramPhase records back to back: the bed reads them one at a time
-        "phases": b"".join(codec.encode(PHASE, codec.values_of(PHASE, fields)) for fields in phases),
-    }
-    values = codec.values_of(PAYLOAD, fields)  # wire order comes from the schema
-    try:
-        codec.encode(PAYLOAD, values)
-    except codec.ProtocolError as exc:
-        raise ProgramError(f"{program.path}: does not fit the protocol's ProgramData: {exc}") from None
-    return values
-
-
-def program_data(values: list[Any]) -> dict[str, Any]:
-    """ProgramData values as nested fields, the packed phases unpacked into a list."""
-    data = codec.nest(PAYLOAD, values)
-    blob, size = data["phases"], schema.ProgramPhase.sizeof()
-    data["phases"] = [codec.nest(PHASE, codec.decode(PHASE, blob[at : at + size])) for at in range(0, len(blob), size)]
-    return data
-
-
-def _phase_fields(
-    at_s: int, pad_mode: str, pad_mc: int, light_permille: int, light_ramp_s: int, haptic: str
-) -> dict[str, Any]:
-    return {
-        "at_s": at_s,
-        "pad_mode": PAD_MODES[pad_mode],
-        "pad_mc": pad_mc,
-        "light_permille": light_permille,
-        "light_ramp_s": light_ramp_s,
-        "haptic": HAPTICS[haptic],
-    }
-
-
-# ---- upload rules ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadDecision:
-    version: int
-    start_us: int
-
-
-def decide_upload(
-    program: Program, status: dict[str, Any], start_in_s: int, version: int | None = None
-) -> UploadDecision:
-    """Which version to upload as, and when the program starts, from the bed's
-    sanctuary_status fields (global_time_us, program_id, program_version).
-
-    The version is `version`, else the file's, else the bed's current one + 1. In the
-    sanctuary the newest version wins (then the higher id), so one that would not win
-    over the bed's current program would never spread: refused."""
-    current_id, current_version = status["program_id"], status["program_version"]
-    chosen = version if version is not None else program.version
-    if chosen is None:
-        chosen = current_version + 1 if current_id else 1
-        if chosen > VERSION_RANGE[1]:
-            raise ProgramError(
-                f"the bed runs program {current_id} v{current_version}, the highest version: "
-                "no newer version can be given"
-            )
-    if not VERSION_RANGE[0] <= chosen <= VERSION_RANGE[1]:
-        raise ProgramError(f"version {chosen} must be {VERSION_RANGE[0]}..{VERSION_RANGE[1]}")
-    if current_id and (chosen, program.id) <= (current_version, current_id):
-        raise ProgramError(
-            f"program {program.id} v{chosen} would not replace the bed's program {current_id} v{current_version}: "
-            f"the newest version wins in the sanctuary, so it would never spread (give --version "
-            f"{current_version + 1} or more)"
-        )
-    return UploadDecision(chosen, status["global_time_us"] + start_in_s * 1_000_000)
-
-
-# ---- for people --------------------------------------------------------------------------
-
-
 def format_duration(seconds: float) -> str:
     """Seconds as the file writes them: 0s, 90 -> 1m30s, 27600 -> 7h40m."""
     hours, rest = divmod(int(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     text = "".join(f"{amount}{unit}" for amount, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if amount)
     return text or "0s"
-
-
-def format_pad(mode: int, mc: int) -> str:
-    name = PAD_MODE_NAMES.get(mode, mode)
-    if name == "absolute":
-        return f"{mc / 1000:.1f} °C"
-    if name == "comfort_offset":
-        return f"comfort {mc / 1000:+.1f} °C"
-    return str(name)
-
-
-def format_light(permille: int, ramp_s: int) -> str:
-    level = f"{permille / 10:g} %"
-    return f"{level} over {format_duration(ramp_s)}" if ramp_s else level
-
-
-def describe(values: list[Any], name: str = "") -> "Group":
-    """A compiled program (ProgramData values) for people: a rich table of its phases, then
-    the ushering and the sanctuary lines."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    data = program_data(values)
-    version = f"v{data['version']}" if data["version"] else "(version chosen at upload)"
-    title = f"program {data['program_id']} {version}" + (f" — {name}" if name else "")
-    table = Table(title=f"{title}, {format_duration(data['duration_s'])}")
-    for column in ("#", "at", "pad", "light", "haptic"):
-        table.add_column(column)
-    for number, phase in enumerate(data["phases"], 1):
-        table.add_row(
-            str(number),
-            format_duration(phase["at_s"]),
-            format_pad(phase["pad_mode"], phase["pad_mc"]),
-            format_light(phase["light_permille"], phase["light_ramp_s"]),
-            HAPTIC_NAMES.get(phase["haptic"], str(phase["haptic"])),
-        )
-    wake_at = format_duration(data["wake_at_s"])
-    window = data["smart_window_s"]
-    when = f"between {format_duration(data['wake_at_s'] - window)} and {wake_at} (smart window)" if window else wake_at
-    ushering = (
-        f"Wake-Dream Ushering {when}: light {format_light(data['ushering_light_permille'], data['ushering_ramp_s'])}, "
-        f"pad {format_pad(data['ushering_pad_mode'], data['ushering_pad_mc'])}, "
-        f"haptic {HAPTIC_NAMES.get(data['ushering_haptic'], data['ushering_haptic'])}"
-    )
-    budget = f"{data['budget_w']} W" if data["budget_w"] else "the beds' configured budget"
-    beds = f"{data['beds']} bed" + ("s" if data["beds"] != 1 else "")
-    return Group(table, Text(ushering), Text(f"Equal Rest: {budget} shared by {beds}"))
