@@ -99,3 +99,30 @@ def test_tour_shows_both_sides_agreeing():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 disagreements" in result.stdout
     assert "host and firmware agree on every byte" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(4).hex(), "4 bytes, expected 32"),  # a short key is refused, not taken silently
+        ("ab" * 200, "longer than a key file"),
+        ("zz" * 32, "cannot read key file"),
+    ],
+)
+def test_a_key_file_that_is_not_one_is_refused_in_one_line(tmp_path, content, reason):
+    key_file = tmp_path / "sanctuary.key"
+    key_file.write_text(content)
+    result = soma("decode", "--key", str(key_file), BEACON.hex())
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr, result.stderr
+
+
+def test_a_device_given_as_key_file_is_refused_not_read_for_ever():
+    result = soma("decode", "--key", "/dev/zero", BEACON.hex())  # (timeout: 60 s)
+    assert result.returncode == 2 and "longer than a key file" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("bed", ["0", "65535"])
+def test_provision_refuses_a_bed_id_no_bed_can_have(bed, tmp_path):
+    result = soma("provision", "--port", str(tmp_path / "none"), "--sanctuary", "7", "--bed", bed, "--key", "k")
+    assert result.returncode == 2 and "--bed" in result.stderr and "Traceback" not in result.stderr, result.stderr

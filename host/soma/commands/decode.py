@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from soma.errors import SomaError
+from soma.errors import SomaError, one_line
 
 EPILOG = """\b
 Examples:
   soma decode b10101000200...          a beacon, a frame body or a record, as hex
   soma decode --key sanctuary.key HEX  also check a beacon's authentication tag
   soma decode --firmware HEX           decode with the firmware's codec under MicroPython
-  soma sim-log | soma decode -         one hex frame per line from stdin
+  soma decode - < frames.txt           one hex frame per line from stdin
 """
 
 
@@ -28,9 +28,10 @@ Examples:
 @click.option("--firmware", is_flag=True, help="Use the generated firmware codec under MicroPython.")
 def command(hex_or_dash: str, message: str | None, key_file: str | None, firmware: bool) -> None:
     """Decode HEX (or '-' for stdin, one frame per line) and print JSON."""
+    from soma.sanctuary.keys import read_key
     from soma_protocol import auth, codec, framing
 
-    key = _read_key(key_file) if key_file else None
+    key = read_key(key_file) if key_file else None
     lines = sys.stdin.read().splitlines() if hex_or_dash == "-" else [hex_or_dash]
     lines = [line.strip() for line in lines if line.strip()]
     if not lines:
@@ -55,7 +56,7 @@ def command(hex_or_dash: str, message: str | None, key_file: str | None, firmwar
                     click.echo(json.dumps(document))
             except (ValueError, *errors) as exc:
                 failures += 1
-                click.echo(f"soma decode: error: {_one_line(exc)}", err=True)
+                click.echo(f"soma decode: error: {one_line(exc)}", err=True)
     finally:
         if service is not None:
             service.close()
@@ -91,17 +92,3 @@ def _decode_line(
         if piece_name == "beacon" and key is not None:
             document["authenticated"] = auth.BeaconVerifier(key, values[0]).check(piece)[0] == "accepted"
         yield document
-
-
-def _read_key(path: str) -> bytes:
-    try:
-        text = open(path).read().strip()
-        key = bytes.fromhex(text)
-    except (OSError, ValueError) as exc:
-        raise SomaError(f"decode: cannot read key file {path}: {_one_line(exc)}") from None
-    return key
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

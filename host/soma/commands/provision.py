@@ -5,6 +5,8 @@ import os
 
 import click
 
+from soma_protocol.constants import NO_ROOT
+
 EPILOG = """\b
 Examples:
   soma provision --port /dev/pts/7 --sanctuary 7 --bed 1 --new-key sanctuary.key
@@ -15,7 +17,13 @@ Examples:
 @click.command(epilog=EPILOG)
 @click.option("--port", required=True, help="Serial port of the unit.")
 @click.option("--sanctuary", "sanctuary_id", required=True, type=click.IntRange(0, 0xFFFF), help="Sanctuary id.")
-@click.option("--bed", "bed_id", required=True, type=click.IntRange(0, 0xFFFF), help="This unit's bed id.")
+@click.option(
+    "--bed",
+    "bed_id",
+    required=True,
+    type=click.IntRange(1, NO_ROOT - 1),  # 0: not provisioned; NO_ROOT: no bed, on the air
+    help="This unit's bed id.",
+)
 @click.option("--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Key file (hex) to use.")
 @click.option("--new-key", "new_key_file", type=click.Path(dir_okay=False), help="Generate a key into this file.")
 @click.option("--baud", default=115200, show_default=True)

@@ -8,7 +8,7 @@ from typing import Self
 
 import serial
 
-from soma.errors import SomaError
+from soma.errors import SomaError, one_line
 from soma.link.management import ManagementClient
 
 
@@ -56,4 +56,4 @@ def _reason(exc: Exception) -> str:
         return "no such port"
     if "busy" in text.lower() or "lock" in text.lower():
         return "port busy"
-    return text.splitlines()[0] if text else type(exc).__name__
+    return one_line(exc)
