@@ -3,6 +3,7 @@ hash, station and operator; `soma units` and `soma history` read them back; a ba
 URL is a one-line error."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,20 @@ def test_records_api_and_errors(tmp_path):
     assert missing.returncode == 1 and "no records of unit nobody" in missing.stderr
     bad = soma("units", "--db", "nosuchdialect://x/y")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_reading_a_database_that_is_not_there_creates_nothing(tmp_path):
+    typo = tmp_path / "typo.db"
+    for args in (("units",), ("history", "5c0a00000001")):
+        result = soma(*args, "--db", str(typo))
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "no traceability database at" in result.stderr and "--db" in result.stderr
+    assert not typo.exists()
+
+
+def test_reading_a_database_without_the_records_is_one_line(tmp_path):
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign).execute("create table other (x)").connection.commit()
+    result = soma("units", "--db", str(foreign))
+    assert result.returncode == 2 and "cannot read the records" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

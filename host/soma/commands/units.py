@@ -14,7 +14,7 @@ def units(db: str | None, as_json: bool) -> None:
     """List every unit ever flashed, calibrated or bench-tested here."""
     from soma.station.traceability import Records
 
-    found = Records(db).units()
+    found = Records(db, create=False).units()
     if as_json:
         click.echo(json.dumps(found))
         return
@@ -31,7 +31,7 @@ def history(serial: str, db: str | None, as_json: bool) -> None:
     from soma.errors import SomaError
     from soma.station.traceability import Records
 
-    runs = Records(db).history(serial)
+    runs = Records(db, create=False).history(serial)
     if not runs:
         raise SomaError(f"no records of unit {serial}", exit_code=1)
     if as_json:

@@ -9,7 +9,8 @@ details as JSON).
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypedDict
@@ -68,18 +69,29 @@ class RunRow(TypedDict):
 def database_url(db: str | None = None) -> str:
     """A SQLAlchemy URL from --db (a URL or a file path), SOMA_DB, or the default file."""
     value = db or os.environ.get("SOMA_DB") or str(DEFAULT_PATH)
-    if "://" in value:
-        return value
-    Path(value).parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{value}"
+    return value if "://" in value else f"sqlite:///{value}"
 
 
 class Records:
-    def __init__(self, db: str | None = None) -> None:
+    """The traceability database. `create`: make it (and its tables) if missing, as the
+    commands that record do; the reading commands pass False, so a mistyped --db is an
+    error rather than a new empty database."""
+
+    def __init__(self, db: str | None = None, *, create: bool = True) -> None:
         url = database_url(db)
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.is_file():
+                raise SomaError(
+                    f"no traceability database at {path}: check --db or SOMA_DB "
+                    "(the first flash, calibration or bench run creates it)"
+                )
         try:
             self._engine = create_engine(url)
-            Base.metadata.create_all(self._engine)
+            if create:
+                Base.metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
             raise SomaError(f"traceability database {url}: {exc.__class__.__name__}: {exc.args[0]}") from None
 
@@ -119,7 +131,7 @@ class Records:
             raise SomaError(f"traceability database: {exc.__class__.__name__}: {exc.args[0]}") from None
 
     def units(self) -> list[UnitRow]:
-        with Session(self._engine) as session:
+        with self._reading() as session:
             return [
                 UnitRow(
                     serial=u.serial,
@@ -131,7 +143,7 @@ class Records:
             ]
 
     def history(self, serial: str) -> list[RunRow]:
-        with Session(self._engine) as session:
+        with self._reading() as session:
             runs = session.scalars(select(Run).where(Run.serial == serial).order_by(Run.id))
             return [
                 RunRow(
@@ -145,3 +157,16 @@ class Records:
                 )
                 for r in runs
             ]
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """A session to read in; a database without the records' tables (or unreachable) is
+        one line, not a traceback."""
+        try:
+            with Session(self._engine) as session:
+                yield session
+        except SQLAlchemyError as exc:
+            url = self._engine.url.render_as_string(hide_password=True)
+            raise SomaError(
+                f"traceability database {url}: cannot read the records ({exc.__class__.__name__})"
+            ) from None
