@@ -8,6 +8,10 @@ from typing import BinaryIO
 
 from soma.errors import SomaError
 
+_UMASK = os.umask(0)  # read once, at import (before any thread): os.umask only reads by setting
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file: mkstemp's are 0600
+
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], what: str = "file") -> Path:
     """Write `path` through `write(binary_file)` into a temporary file beside it, then rename
@@ -17,6 +21,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
     partial = None
     try:
         fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(partial, target)
