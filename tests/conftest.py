@@ -1,5 +1,6 @@
-"""Shared fixtures: hypothesis profiles, one long-lived MicroPython codec service, and the
-safety oracle's verdict on every virtual bed a test runs."""
+"""Shared fixtures: hypothesis profiles, one long-lived MicroPython codec service, the
+safety oracle's verdict on every virtual bed a test runs, and a real PostgreSQL server for
+the traceability records."""
 
 import atexit
 import os
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from fuzzcount import CASES, FLOOR
+from postgres_server import PostgresServer, ServerUnavailable
 from soma.crosscheck.firmware_codec import FirmwareCodec
 from soma.sim.world import oracles_created
 
@@ -67,6 +69,32 @@ def firmware():
     """The generated codec, framing and auth modules under real MicroPython."""
     with FirmwareCodec() as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (per xdist worker). One that cannot start
+    fails the tests that need it, with the reason in one line: never a skip."""
+    try:
+        server = PostgresServer()
+    except ServerUnavailable as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records_db(request, tmp_path):
+    """A new traceability database, not yet created, as `--db` names it: a SQLite file, or
+    a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "records.db")
+    return request.getfixturevalue("postgres").new_database()
 
 
 def _refereed(request):
