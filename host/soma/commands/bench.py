@@ -72,7 +72,9 @@ def command(
     key = read_key(key_file) if key_file else None
     station = station or socket.gethostname()
     records = Records(db)
-    with open_unit(port, baud) as unit:
+    # A bench cut down with --only is recorded as partial: it never stands for the unit's verdict.
+    with records.stage("bench", "aborted", station, operator, plan.scope) as stage, open_unit(port, baud) as unit:
+        stage.met(unit.info)
         fixture_link = SerialLink(fixture_port, 9600) if fixture_port else None
         try:
             fixture = Bath(fixture_link) if fixture_link else None
@@ -80,8 +82,9 @@ def command(
         finally:
             if fixture_link:
                 fixture_link.close()
-    outcome = "pass" if report.passed else "fail"
-    records.record(report.serial, "bench", outcome, report.firmware_hash, station, operator, report.as_dict())
+        failed = [step.id for step in report.steps if not step.passed]
+        reason = f"failed: {', '.join(failed)}" if failed else ""
+        stage.done("pass" if report.passed else "fail", report.firmware_hash, report.as_dict(), reason=reason)
     write_reports(report, junit_file, report_file, station)
     if as_json:
         click.echo(json.dumps(report.as_dict()))

@@ -62,11 +62,19 @@ def command(
     if len(set_points) < 3:
         raise SomaError("--points: at least three set points are needed for a Steinhart-Hart fit")
     records = Records(db)
-    with SerialLink(bath_port, 9600) as bath_link, open_unit(port) as unit:
+    # Whatever stops a calibration (no unit in the bath, a poor fit, a power cut) is a refusal, recorded.
+    with (
+        records.stage("calibrate", "refused", station, operator) as stage,
+        SerialLink(bath_port, 9600) as bath_link,
+        open_unit(port) as unit,
+    ):
+        stage.met(unit.info)
         report = calibrate(unit.client, Bath(bath_link), set_points, residual_limit, settle_timeout, station or "")
-    passed = report.max_error_after_c <= max_error and abs(report.bcg_error_after_pct) <= max_bcg_error
-    outcome = "pass" if passed else "fail"
-    records.record(report.serial, "calibrate", outcome, report.firmware_hash, station, operator, report.__dict__)
+        passed = report.max_error_after_c <= max_error and abs(report.bcg_error_after_pct) <= max_bcg_error
+        reason = (
+            "" if passed else f"an error after calibration is over its bar ({max_error} degC, BCG {max_bcg_error} %)"
+        )
+        stage.done("pass" if passed else "fail", report.firmware_hash, report.__dict__, reason=reason)
     if as_json:
         click.echo(json.dumps({**report.__dict__, "max_error_after_c": report.max_error_after_c, "passed": passed}))
     else:

@@ -4,6 +4,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from soma.station.flashing import FlashResult
 
 ProgressFn = Callable[[int, int | None, str], Any]
+ROLLED_BACK = "the new firmware did not confirm itself: the unit went back to its previous firmware"
 
 EPILOG = """\b
 Examples:
@@ -53,11 +55,17 @@ def command(
     def one(port: str) -> "FlashResult | SomaError":
         try:
             # firmware=False: a blank unit has none; a unit on another protocol is what flash fixes
-            with open_unit(port, baud, firmware=False) as unit:
-                result = flash(unit, image, progress=progress.updater(port))
+            with (
+                records.stage("flash", "failed", station, operator) as stage,
+                open_unit(port, baud, firmware=False) as unit,
+            ):
+                stage.met(unit.info)  # None on a blank unit: recorded once the new firmware names it
+                started = partial(stage.start, image.firmware_hash)
+                result = flash(unit, image, progress=progress.updater(port), on_first_write=started)
+                reason = ROLLED_BACK if result.status == "rolled_back" else ""
+                stage.done(result.status, result.firmware_hash, result.__dict__, serial=result.serial, reason=reason)
         except SomaError as exc:
             return exc
-        records.record(result.serial, "flash", result.status, result.firmware_hash, station, operator, result.__dict__)
         return result
 
     with progress, ThreadPoolExecutor(max_workers=len(ports)) as pool:

@@ -28,6 +28,9 @@ Examples:
 @click.option("--new-key", "new_key_file", type=click.Path(dir_okay=False), help="Generate a key into this file.")
 @click.option("--baud", default=115200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--db", help="Traceability database (URL or SQLite file; default: $SOMA_DB or the user's).")
+@click.option("--station", help="This station's name in the records (default: the host name).")
+@click.option("--operator", default="", help="Who provisions, for the records.")
 def command(
     port: str,
     sanctuary_id: int,
@@ -36,22 +39,30 @@ def command(
     new_key_file: str | None,
     baud: int,
     as_json: bool,
+    db: str | None,
+    station: str | None,
+    operator: str,
 ) -> None:
     """Write the sanctuary key and bed id into the unit's key record; print only the key's id."""
     from soma.errors import SomaError
     from soma.link.session import open_unit
     from soma.sanctuary.keys import new_key, read_key
+    from soma.station.traceability import Records
 
     if bool(key_file) == bool(new_key_file):
         raise SomaError("give exactly one of --key FILE or --new-key FILE")
     key = read_key(key_file) if key_file else None
     if new_key_file and os.path.exists(new_key_file):  # refused before the unit is opened
         raise SomaError(f"{new_key_file} exists: refusing to overwrite a key (use --key)")
-    with open_unit(port, baud) as unit:
+    records = Records(db)
+    # A unit that refuses (or loses power) is recorded as refused, with the reason.
+    with records.stage("provision", "refused", station, operator) as stage, open_unit(port, baud) as unit:
+        stage.met(unit.info)
         if key is None:  # written once the unit is known to take it
             assert new_key_file is not None, "exactly one of --key and --new-key (checked above)"
             key = new_key(new_key_file)
         key_id = unit.client.provision(sanctuary_id, bed_id, key).hex()
+        stage.done("provisioned", details={"sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id})
     if as_json:
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:

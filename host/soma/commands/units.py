@@ -1,25 +1,43 @@
 """soma units / soma history: the traceability records."""
 
 import json
+import sys
+from typing import TYPE_CHECKING
 
 import click
+from rich import box
 
-DB_HELP = "Database: a SQLAlchemy URL or a SQLite file (default: $SOMA_DB or ~/.local/share/soma/soma.db)."
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from soma.station.traceability import RunRow
+
+DB_HELP = (
+    "Database: a SQLite file or a URL such as postgresql://user@host/soma "
+    "(default: $SOMA_DB or ~/.local/share/soma/soma.db)."
+)
+STATUS_STYLE = {"ok": "green", "failed": "red", "refused": "red", "started": "yellow"}
 
 
 @click.command(epilog="\b\nExamples:\n  soma units\n  soma units --db postgresql://factory/soma --json")
 @click.option("--db", help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def units(db: str | None, as_json: bool) -> None:
-    """List every unit ever flashed, calibrated or bench-tested here."""
-    from soma.station.traceability import Records
+    """Every unit flashed, calibrated, bench-tested or provisioned, with the latest run of
+    each stage (the bench's: the latest full bench; a partial one only while there is none)."""
+    from rich.table import Table
+
+    from soma.station.traceability import STAGES, Records
 
     found = Records(db, create=False).units()
     if as_json:
         click.echo(json.dumps(found))
         return
+    table = Table("unit", "firmware", *STAGES, "last seen", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for unit in found:
-        click.echo(f"{unit['serial']}  firmware {unit['firmware_hash'] or '-'}  last seen {unit['last_seen']}")
+        cells = [_stage_cell(unit["stages"][stage]) for stage in STAGES]
+        table.add_row(unit["serial"], unit["firmware_hash"] or "-", *cells, _when(unit["last_seen"]))
+    _console().print(table)
 
 
 @click.command(epilog="\b\nExamples:\n  soma history 5c0a7d3f01a2\n  soma history 5c0a7d3f01a2 --json")
@@ -27,7 +45,9 @@ def units(db: str | None, as_json: bool) -> None:
 @click.option("--db", help=DB_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def history(serial: str, db: str | None, as_json: bool) -> None:
-    """Every recorded run of one unit, oldest first."""
+    """Every recorded run of one unit, oldest first: stage, outcome, status, scope and reason."""
+    from rich.table import Table
+
     from soma.errors import SomaError
     from soma.station.traceability import Records
 
@@ -37,7 +57,39 @@ def history(serial: str, db: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(runs))
         return
+    table = Table(
+        "at",
+        "stage",
+        "outcome",
+        "scope",
+        "firmware",
+        "station",
+        "operator",
+        "reason",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
     for run in runs:
-        click.echo(
-            f"{run['at']}  {run['kind']:9} {run['outcome']:12} {run['firmware_hash'] or '-':16} {run['station']}"
-        )
+        outcome = f"[{STATUS_STYLE[run['status']]}]{run['outcome']}[/]"
+        where = (run["firmware_hash"] or "-", run["station"], run["operator"] or "-")
+        table.add_row(_when(run["at"]), run["kind"], outcome, run["scope"], *where, run["reason"])
+    _console().print(table)
+
+
+def _console() -> "Console":
+    """The terminal's width on a terminal; into a pipe or a file, rows never wrapped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=400)
+
+
+def _when(iso: str) -> str:
+    return iso[:19].replace("T", " ")
+
+
+def _stage_cell(run: "RunRow | None") -> str:
+    if run is None:
+        return "-"
+    scope = "" if run["scope"] == "full" else f" ({run['scope']})"
+    return f"[{STATUS_STYLE[run['status']]}]{run['outcome']}{scope}[/]"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soma.demo.judging import BARS
-from soma.errors import SomaError
+from soma.errors import SomaError, one_line
 
 if TYPE_CHECKING:
     from soma.demo.outcome import BedOutcome
@@ -82,7 +82,9 @@ def calibrate_all(sanctuary: "Sanctuary", beds: Sequence["BedOutcome"], records:
     for outcome, result in zip(beds, results, strict=True):
         if isinstance(result, SomaError):
             outcome.calibration_problem = str(result)
-            records.record(outcome.serial, "calibrate", "fail", "", "demo", "", {"error": str(result)})
+            records.record(
+                outcome.serial, "calibrate", "refused", "", "demo", "", {"error": str(result)}, reason=one_line(result)
+            )
             continue
         outcome.calibration_error_c = result.max_error_after_c
         passed = result.max_error_after_c <= BARS["calibration_c"]
@@ -142,6 +144,14 @@ def bench_all(sanctuary: "Sanctuary", beds: Sequence["BedOutcome"], records: "Re
         outcome.bench_verdict = "pass" if report.passed else "fail"
         outcome.bench_failures = [step.id for step in report.steps if not step.passed]
         write_reports(report, bench_dir / f"bed{outcome.number}.xml", bench_dir / f"bed{outcome.number}.json", "demo")
-        records.record(
-            report.serial, "bench", outcome.bench_verdict, report.firmware_hash, "demo", "", report.as_dict()
+        records.record(  # partial: the demo has no fixture for the plan's fixture steps
+            report.serial,
+            "bench",
+            outcome.bench_verdict,
+            report.firmware_hash,
+            "demo",
+            "",
+            report.as_dict(),
+            scope=plan.scope,
+            reason=f"failed: {', '.join(outcome.bench_failures)}" if outcome.bench_failures else "",
         )

@@ -1,13 +1,13 @@
 """The bench plan: a declarative TOML file of steps, loaded and checked against the measuring
 kinds (soma.station.bench.kinds); the plans shipped live in host/soma/station/plans/."""
 
-import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from soma.errors import SomaError
+from soma.files import read_document
 from soma.station.bench.kinds import KINDS
 
 DEFAULT_PLAN = Path(__file__).parent.parent / "plans" / "sb1.toml"
@@ -31,6 +31,7 @@ class Plan:
     version: int
     steps: list
     path: str = ""
+    partial: bool = False  # some of the plan file's steps left out: its verdict is not the unit's
 
     def only(self, step_ids: Collection[str]) -> "Plan":
         """This plan cut down to the given steps (in plan order)."""
@@ -38,7 +39,13 @@ class Plan:
         if unknown:
             known = ", ".join(step.id for step in self.steps)
             raise PlanError(f"{self.path}: no step {', '.join(sorted(unknown))} (steps: {known})")
-        return Plan(self.name, self.version, [step for step in self.steps if step.id in step_ids], self.path)
+        steps = [step for step in self.steps if step.id in step_ids]
+        return Plan(self.name, self.version, steps, self.path, self.partial or len(steps) < len(self.steps))
+
+    @property
+    def scope(self) -> str:
+        """The traceability records' scope of a run of this plan: full or partial."""
+        return "partial" if self.partial else "full"
 
     def with_params(self, kind: str, **params: Any) -> "Plan":
         """This plan with `params` set on every step of `kind`, checked as a plan file's are."""
@@ -55,7 +62,7 @@ class Plan:
             Step(step.id, step.kind, {**step.params, **params}, step.limits) if step.kind == kind else step
             for step in self.steps
         ]
-        return Plan(self.name, self.version, steps, self.path)
+        return Plan(self.name, self.version, steps, self.path, self.partial)
 
     @property
     def needs_fixture(self) -> bool:
@@ -64,13 +71,7 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise PlanError(f"{path}: cannot read the plan: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise PlanError(f"{path}: not a TOML file: {exc}") from None
-        return cls.from_data(data, str(path))
+        return cls.from_data(read_document(path, "plan", PlanError), str(path))
 
     @classmethod
     def from_data(cls, data: dict[str, Any], where: str = "plan") -> "Plan":
