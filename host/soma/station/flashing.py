@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from soma import paths
 from soma.errors import SomaError
-from soma.link.serial_link import console_text
 from soma.link.session import Unit, UnitInfo
-from soma.station.firmware_build import ROOT_FILES, compile_tree
+from soma.station.firmware_build import compile_tree
 from soma_protocol import ir
 from soma_protocol.enums import BootState
 
@@ -123,7 +122,7 @@ class Image:
 
     files: dict[str, bytes]
     manifest: dict[str, Any]  # the slot's manifest.json
-    root: dict[str, bytes]  # the files run as source from the flash root (firmware_build.ROOT_FILES)
+    bootloader: bytes
 
     @classmethod
     def build(cls, source: str | os.PathLike[str] | None = None) -> Self:
@@ -137,9 +136,7 @@ class Image:
             "firmware_hash": _tree_hash(hashes)[:16],
             "protocol_hash": f"{ir.protocol_hash():08x}",
         }
-        # main.py, the boot loader, must be there; boot.py may not (a tree from before it).
-        present = [name for name in ROOT_FILES if name == "main.py" or (source / name).exists()]
-        return cls(files, manifest, {name: (source / name).read_bytes() for name in present})
+        return cls(files, manifest, (source / "main.py").read_bytes())
 
     @property
     def firmware_hash(self) -> str:
@@ -158,8 +155,7 @@ class Image:
         for name, data in self.files.items():
             (slot / name).write_bytes(data)
         (slot / "manifest.json").write_text(json.dumps(self.manifest))
-        for name, data in self.root.items():
-            (root / name).write_bytes(data)
+        (root / "main.py").write_bytes(self.bootloader)
         (root / "boot.json").write_text(json.dumps({"slot": "a", "state": "confirmed", "tries": 0}))
 
 
@@ -172,13 +168,12 @@ def _tree_hash(hashes: Mapping[str, str]) -> str:
 class FlashResult:
     port: str
     serial: str
-    status: str  # installed | unchanged | restarted (unchanged, was stopped at the REPL) | rolled_back
+    status: str  # installed | unchanged | rolled_back
     firmware_hash: str
     slot: str
     files_sent: int
     bytes_sent: int
     seconds: float
-    boot_output: str = ""  # rolled_back: the failed boot's console output, why it failed
 
 
 def flash(
@@ -206,18 +201,17 @@ def flash(
     with session.raw_repl():
         session.exec(_DROP_APPLICATION)
         session.exec(_unit_helpers())
-        unit = json.loads(session.exec(f"_state({sorted(image.root)!r})"))
+        unit = json.loads(session.exec("_state()"))
         if unit["mpy"] & 0xFF != MPY_MAJOR:
             raise SomaError(f"{session.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
         state, active = unit["state"], unit["manifest"]
         if state and state.get("state") == "confirmed" and active == image.manifest:
-            session.soft_reset()  # back to the application, untouched (or restarted, if it was stopped)
+            session.soft_reset()  # back to the application, untouched
             info = session.wait_info(CONFIRM_TIMEOUT_S, BOOT_POLL_S)
             if info is None:
                 raise SomaError(f"{session.port}: the unit did not come back after its reset (timeout)")
-            status = "unchanged" if running is not None else "restarted"
             return FlashResult(
-                session.port, info.serial, status, image.firmware_hash, state["slot"], 0, 0, _since(started)
+                session.port, info.serial, "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started)
             )
         old_slot = state["slot"] if state else None
         new_slot = "b" if old_slot == "a" else "a"
@@ -238,12 +232,11 @@ def flash(
                 session.exec(f"_copy('slot_{old_slot}/{name}', '{target}/{name}')")
             else:
                 to_send.append((f"{target}/{name}", image.files[name]))
-        root_sent: dict[str, str] = {}  # name -> SHA-256 of the root files sent, renamed into place by the switch
-        for name, data in sorted(image.root.items()):
-            digest = hashlib.sha256(data).hexdigest()
-            if unit["root"][name] != digest:
-                to_send.append((name + ".new", data))
-                root_sent[name] = digest
+        loader_hash = hashlib.sha256(image.bootloader).hexdigest()
+        if unit["loader"] != loader_hash:
+            to_send.append(("main.py.new", image.bootloader))  # renamed into place by the switch
+        else:
+            loader_hash = ""
         if not unit["window"]:
             needed = 2**MIN_WINDOW_BITS + WINDOW_SPARE
             raise SomaError(f"{session.port}: the unit has no {needed} bytes of heap free to unpack into")
@@ -251,26 +244,17 @@ def flash(
         trial = json.dumps({"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot})
         # Verify every file; only then the manifest, the boot loader and the switch.
         firmware, protocol = image.manifest["firmware_hash"], image.manifest["protocol_hash"]
-        arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, root_sent, trial)))
+        arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, loader_hash, trial)))
         verdict = json.loads(session.exec(f"_finish({arguments})"))
         if not verdict["ok"]:
             found = verdict["files"]
             bad = sorted(name for name in {*wanted, *found} if found.get(name) != wanted.get(name))
             raise SomaError(f"{session.port}: verification failed on the unit for {', '.join(bad)}")
-        session.link.capture = bytearray()  # the new firmware's boot output: a rollback's reason
         session.soft_reset()
-    status, info, boot_output = _await_confirmation(session, image, confirm_timeout)
+    status, info = _await_confirmation(session, image, confirm_timeout)
     files_sent = sum(1 for path, _ in to_send if path.startswith(target))
     return FlashResult(
-        session.port,
-        info.serial,
-        status,
-        image.firmware_hash,
-        new_slot,
-        files_sent,
-        bytes_sent,
-        _since(started),
-        boot_output if status == "rolled_back" else "",
+        session.port, info.serial, status, image.firmware_hash, new_slot, files_sent, bytes_sent, _since(started)
     )
 
 
@@ -318,34 +302,25 @@ def _escape(data: bytes) -> bytes:
     return _ESCAPED.sub(lambda match: bytes((ESCAPE, match[0][0] ^ 0x40)), data)
 
 
-def _await_confirmation(unit: Unit, image: Image, timeout: float) -> tuple[str, UnitInfo, str]:
-    """('installed', info, "") once the new firmware reports itself confirmed; ('rolled_back',
-    info, why) if the unit came back on its previous slot instead: why is the failed boot's
-    console output (captured on the line since the reset), or that it printed nothing."""
-    link = unit.link
-    failed_boot = b""
-    try:
-        for attempt in range(2):
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                info = unit.wait_info(deadline - time.monotonic(), BOOT_POLL_S)
-                if info is None:
-                    break
-                if info.boot_state == BootState.confirmed and info.firmware_hash == image.firmware_hash:
-                    return "installed", info, ""
-                if info.boot_state == BootState.rolled_back:
-                    output = console_text(failed_boot or bytes(link.capture or b""))
-                    silent = f"its console printed nothing; it did not confirm itself within {timeout:g} s"
-                    return "rolled_back", info, output or silent
-                time.sleep(BOOT_POLL_S)
-            if attempt == 0:
-                # Never confirmed: a reset makes the boot loader abandon the trial slot.
-                failed_boot = bytes(link.capture or b"")
-                with unit.raw_repl():
-                    pass
-                unit.soft_reset()
-    finally:
-        link.capture = None
+def _await_confirmation(unit: Unit, image: Image, timeout: float) -> tuple[str, UnitInfo]:
+    """('installed', info) once the new firmware reports itself confirmed; ('rolled_back',
+    info) if the unit came back on its previous slot instead."""
+    for attempt in range(2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = unit.wait_info(deadline - time.monotonic(), BOOT_POLL_S)
+            if info is None:
+                break
+            if info.boot_state == BootState.confirmed and info.firmware_hash == image.firmware_hash:
+                return "installed", info
+            if info.boot_state == BootState.rolled_back:
+                return "rolled_back", info
+            time.sleep(BOOT_POLL_S)
+        if attempt == 0:
+            # Never confirmed: a reset makes the boot loader abandon the trial slot.
+            with unit.raw_repl():
+                pass
+            unit.soft_reset()
     raise SomaError(f"{unit.port}: the unit did not come back after flashing (timeout)")
 
 
