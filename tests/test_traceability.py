@@ -1,14 +1,24 @@
-"""Traceability records: every flash lands in the database with the unit's serial, firmware
-hash, station and operator; `soma units` and `soma history` read them back; a bad database
-URL is a one-line error."""
+"""Traceability records of the commands on virtual beds, on SQLite and on a real PostgreSQL
+(conftest's `records_db`): every flash lands with the unit's serial, firmware hash, station
+and operator; a flash the host never finished is decided at the next contact; a partial
+bench is recorded as partial and never stands for the unit's verdict; refused calibrations
+and provisionings are recorded with their reason; `soma units` and `soma history` read them
+back; a bad database is one line."""
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import pytest
+
+from soma import paths
+from soma.link.session import open_unit
 from soma.sim.sanctuary import Sanctuary
+from soma.station.flashing import Image, flash
 from soma.station.traceability import Records
 
 SOMA = str(Path(sys.executable).with_name("soma"))
@@ -18,8 +28,15 @@ def soma(*args):
     return subprocess.run([SOMA, *args], capture_output=True, text=True, timeout=120)
 
 
-def test_flash_is_recorded_and_read_back(tmp_path):
-    db = str(tmp_path / "records.db")
+def error_of(result):
+    """The one line a failed command printed, without its `soma: error: ` prefix."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0].removeprefix("soma: error: ")
+
+
+def test_flash_is_recorded_and_read_back(tmp_path, records_db):
+    db = records_db
     with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary:
         bed = sanctuary.beds[0]
         flashed = soma("flash", "--port", bed.port, "--db", db, "--station", "line-2", "--operator", "ana", "--json")
@@ -28,26 +45,116 @@ def test_flash_is_recorded_and_read_back(tmp_path):
         assert again.returncode == 0, again.stderr
     units = json.loads(soma("units", "--db", db, "--json").stdout)
     assert [unit["serial"] for unit in units] == [bed.unit.serial]
+    assert (units[0]["stages"]["flash"]["outcome"], units[0]["stages"]["bench"]) == ("unchanged", None)
     history = json.loads(soma("history", bed.unit.serial, "--db", db, "--json").stdout)
-    assert [(run["kind"], run["outcome"], run["station"]) for run in history] == [
-        ("flash", "installed", "line-2"),
-        ("flash", "unchanged", "line-2"),
+    # A blank unit has no serial to record a start against: its first flash is recorded as it ends.
+    assert [(run["kind"], run["outcome"], run["status"], run["station"]) for run in history] == [
+        ("flash", "installed", "ok", "line-2"),
+        ("flash", "unchanged", "ok", "line-2"),
     ]
     assert (
         history[0]["operator"] == "ana" and history[0]["firmware_hash"] == json.loads(flashed.stdout)["firmware_hash"]
     )
+    table = soma("units", "--db", db)
+    assert table.returncode == 0 and bed.unit.serial in table.stdout and "unchanged" in table.stdout, table.stderr
 
 
-def test_records_api_and_errors(tmp_path):
-    records = Records(str(tmp_path / "api.db"))
+def test_a_flash_the_host_never_finished_is_found_at_the_next_contact(tmp_path, records_db):
+    tree = tmp_path / "firmware"
+    shutil.copytree(paths.firmware_dir(), tree)
+    with (tree / "thermistor.py").open("a") as module:
+        module.write("\n_TRACEABILITY_TEST_BUILD = 1\n")  # another firmware hash
+    other = Image.build(tree)
+    records = Records(records_db)
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True) as sanctuary:
+        bed = sanctuary.beds[0]
+        # The host records the start, the unit takes the whole flash, and the host dies
+        # before it records the end: no done(), no failure.
+        with records.stage("flash", "failed", "line-1") as stage, open_unit(bed.port, firmware=False) as unit:
+            stage.met(unit.info)
+            assert flash(unit, other, on_first_write=partial(stage.start, other.firmware_hash)).status == "installed"
+        assert records.units()[0]["stages"]["flash"]["outcome"] == "started"
+        # A full bench failed earlier; now a partial one passes.
+        records.record(bed.unit.serial, "bench", "fail", station="line-1", reason="failed: heater_left")
+        bench = soma("bench", "--port", bed.port, "--only", "identity", "--db", records_db, "--station", "line-3")
+        assert bench.returncode == 0, bench.stdout + bench.stderr
+        history = json.loads(soma("history", bed.unit.serial, "--db", records_db, "--json").stdout)
+        started, _full_bench, found = history[:3]
+        assert (started["outcome"], found["outcome"], found["status"]) == ("started", "installed", "ok")
+        assert found["follows"] == started["id"] and found["station"] == "line-3"
+        assert found["reason"].startswith("found at next contact") and found["firmware_hash"] == other.firmware_hash
+        partial_bench = history[-1]
+        assert (partial_bench["kind"], partial_bench["outcome"], partial_bench["scope"]) == ("bench", "pass", "partial")
+        assert [step["id"] for step in partial_bench["details"]["steps"]] == ["identity"]
+        (unit,) = json.loads(soma("units", "--db", records_db, "--json").stdout)
+        assert (unit["stages"]["bench"]["outcome"], unit["stages"]["bench"]["scope"]) == ("fail", "full")
+        assert unit["firmware_hash"] == other.firmware_hash
+        # The factory's firmware back on: its start and its end, the end naming the start.
+        back = soma("flash", "--port", bed.port, "--db", records_db, "--json")
+        assert back.returncode == 0, back.stderr
+    started, installed = json.loads(soma("history", bed.unit.serial, "--db", records_db, "--json").stdout)[-2:]
+    assert (started["outcome"], installed["outcome"], installed["follows"]) == ("started", "installed", started["id"])
+    assert started["firmware_hash"] == installed["firmware_hash"] == json.loads(back.stdout)["firmware_hash"]
+
+
+def test_a_calibration_of_a_unit_not_in_the_bath_is_recorded_refused(tmp_path, records_db):
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000) as sanctuary:
+        bed = sanctuary.beds[0]
+        result = soma(
+            "calibrate", "--port", bed.port, "--bath", sanctuary.bath.port, "--points", "15,28,42",
+            "--settle-timeout", "30", "--db", records_db, "--station", "bath-1",
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    (run,) = Records(records_db, create=False).history(bed.unit.serial)
+    assert (run["kind"], run["outcome"], run["status"], run["station"]) == ("calibrate", "refused", "refused", "bath-1")
+    assert run["reason"] == error_of(result)
+
+
+def test_provisioning_is_recorded_and_a_power_cut_is_recorded_refused(tmp_path, records_db):
+    key = tmp_path / "sanctuary.key"
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True) as sanctuary:
+        bed = sanctuary.beds[0]
+        args = ("provision", "--port", bed.port, "--sanctuary", "7", "--db", records_db, "--operator", "ana")
+        done = soma(*args, "--bed", "3", "--new-key", str(key))
+        assert done.returncode == 0, done.stderr
+        bed.world.cut_power_after(8)  # the next key record write stops half-way
+        cut = soma(*args, "--bed", "4", "--key", str(key))
+    assert cut.returncode == 2, cut.stdout + cut.stderr
+    provisioned, refused = Records(records_db, create=False).history(bed.unit.serial)
+    assert (provisioned["outcome"], provisioned["details"]["bed_id"], provisioned["operator"]) == (
+        "provisioned",
+        3,
+        "ana",
+    )
+    assert set(provisioned["details"]) == {"sanctuary_id", "bed_id", "key_id"}  # never the key
+    assert (refused["outcome"], refused["status"], refused["reason"]) == ("refused", "refused", error_of(cut))
+
+
+@pytest.mark.cpu
+def test_records_api_and_errors(tmp_path, records_db):
+    records = Records(records_db)
     records.record("5c0a00000001", "calibrate", "pass", station="bath-1", details={"max_error_c": 0.04})
     assert records.history("5c0a00000001")[0]["details"] == {"max_error_c": 0.04}
-    missing = soma("history", "nobody", "--db", str(tmp_path / "api.db"))
+    missing = soma("history", "nobody", "--db", records_db)
     assert missing.returncode == 1 and "no records of unit nobody" in missing.stderr
-    bad = soma("units", "--db", "nosuchdialect://x/y")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.cpu
+def test_a_bad_database_is_one_line(tmp_path):
+    regular = tmp_path / "a-file"
+    regular.write_text("")
+    for args in (
+        ("units", "--db", "nosuchdialect://x/y"),
+        ("units", "--db", f"postgresql://soma@/soma?host={tmp_path}/no-server"),
+        ("history", "5c0a00000001", "--db", "postgresql://soma@localhost:1/soma?connect_timeout=3"),
+        ("flash", "--port", "/dev/null", "--db", str(regular / "records.db")),
+    ):
+        result = soma(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert error_of(result).startswith("traceability database"), result.stderr
+
+
+@pytest.mark.cpu
 def test_reading_a_database_that_is_not_there_creates_nothing(tmp_path):
     typo = tmp_path / "typo.db"
     for args in (("units",), ("history", "5c0a00000001")):
@@ -57,6 +164,7 @@ def test_reading_a_database_that_is_not_there_creates_nothing(tmp_path):
     assert not typo.exists()
 
 
+@pytest.mark.cpu
 def test_reading_a_database_without_the_records_is_one_line(tmp_path):
     foreign = tmp_path / "foreign.db"
     sqlite3.connect(foreign).execute("create table other (x)").connection.commit()

@@ -64,6 +64,7 @@ STAGES = ("flash", "calibrate", "bench", "provision")
 STATUS = {
     "installed": "ok",
     "unchanged": "ok",
+    "restarted": "ok",  # unchanged, its firmware stopped at the REPL and restarted
     "pass": "ok",
     "provisioned": "ok",
     "started": "started",
