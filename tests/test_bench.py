@@ -85,7 +85,7 @@ def test_bench_on_a_blank_unit_is_one_line_and_exit_2(tmp_path):
             text=True,
             timeout=60,
         )
-    assert result.returncode == 2 and "no Soma firmware answers" in result.stderr
+    assert result.returncode == 2 and "a blank MicroPython unit, no Soma firmware" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

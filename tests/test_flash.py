@@ -1,5 +1,6 @@
 """`soma flash` against virtual beds: first install on a blank unit, an unchanged re-flash,
-one changed file, and a firmware that never confirms itself rolled back by the unit."""
+one changed file, a firmware that never confirms itself or crashes rolled back by the unit
+(with the failed boot's console output as the reason), a stopped firmware restarted."""
 
 import shutil
 import time
@@ -62,8 +63,35 @@ def test_firmware_that_never_confirms_is_rolled_back(tmp_path, image):
         assert flash(link, image).status == "installed"
         result = flash(link, broken, confirm_timeout=6)
         assert result.status == "rolled_back"
+        assert result.boot_output == "its console printed nothing; it did not confirm itself within 6 s"
         info = link.management().request("info", timeout=5)
         assert info[1].hex() == image.firmware_hash  # the previous firmware runs again
+
+
+def test_a_rollback_says_why_with_the_failed_boots_console_output(tmp_path, image):
+    def crash_at_start(tree):
+        source = (tree / "bed.py").read_text()
+        (tree / "bed.py").write_text(source + "\nraise RuntimeError('the heater map is missing')\n")
+
+    broken = variant(tmp_path, "crashing", crash_at_start)
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary, UnitLink(sanctuary.beds[0].port) as link:
+        assert flash(link, image).status == "installed"
+        result = flash(link, broken, confirm_timeout=4)
+        assert result.status == "rolled_back"
+        assert "RuntimeError: the heater map is missing" in result.boot_output.splitlines()
+        assert "Traceback (most recent call last):" in result.boot_output
+
+
+def test_flash_restarts_a_firmware_stopped_at_the_repl(tmp_path, image):
+    with Sanctuary(beds=1, root=tmp_path / "beds") as sanctuary, UnitLink(sanctuary.beds[0].port) as link:
+        assert flash(link, image).status == "installed"
+        link.write(b"\r\x03")  # Ctrl-C: the application stops, the REPL waits
+        time.sleep(0.3)
+        link.write(b"\r")  # a byte after it: stopped for good, not a stray Ctrl-C
+        result = flash(link, image)
+        assert result.status == "restarted" and result.files_sent == 0
+        info = link.management().request("info", timeout=5)
+        assert info[1].hex() == image.firmware_hash and info[12] == CONFIRMED
 
 
 def test_soma_flash_and_info_on_two_blank_units_in_parallel(tmp_path):
@@ -103,7 +131,7 @@ def test_connection_errors_are_one_line_exit_2(tmp_path):
         blank = subprocess.run(
             [soma, "info", "--port", sanctuary.beds[0].port], capture_output=True, text=True, timeout=30
         )
-    assert blank.returncode == 2 and "no Soma unit answers" in blank.stderr
+    assert blank.returncode == 2 and "a blank MicroPython unit, no Soma firmware" in blank.stderr
     assert len(blank.stderr.strip().splitlines()) == 1
 
 

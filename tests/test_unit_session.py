@@ -65,7 +65,7 @@ def test_a_unit_on_another_protocol_is_refused_in_one_line(name, bed, other_prot
     assert code == 2, out
     assert len(out.strip().splitlines()) == 1, out
     assert f"protocol hash mismatch: the unit speaks {bed_hash():08x}, this soma {OTHER_HASH:08x}" in out
-    assert "flash it with soma flash" in out and "Traceback" not in out
+    assert "flash it with `soma flash --port" in out and "Traceback" not in out
     assert not (tmp_path / "sanctuary.key").exists()  # provision wrote no key for a unit it refused
 
 

@@ -1,15 +1,30 @@
 """`soma`: a table of subcommands over one transport; each module is imported only when run.
 
-Exit status: 0 success, 1 a unit or check failed, 2 usage, input or connection error.
+Exit status:
+  0  success
+  1  a unit or check failed, or the unit refused a request (its reason in words)
+  2  usage, input or connection error: no such port, a busy port, permission denied,
+     nothing answers, not a Soma unit, a blank unit, the firmware stopped at the REPL,
+     a protocol mismatch, a missing optional driver, a file that cannot be read
+  3  internal error (a bug): one line, or its traceback with --verbose
+
+Every expected failure is one line `soma: error: ...` that names the fix, worded by its
+cause in one table (soma.errors.CAUSES), the same in every command; the entry point
+(LazyGroup.invoke) maps them, so no command has its own try/except for them.
+
+`--verbose` (before or after the subcommand: `soma --verbose info ...` or `soma info ...
+--verbose`) logs the serial and management traffic to stderr, and shows an internal
+error's traceback; `--log FILE` writes that log to FILE instead.
 """
 
 import importlib
 import sys
-from typing import Any, NoReturn
+import traceback
+from typing import Any, NoReturn, TextIO
 
 import click
 
-from soma.errors import SomaError
+from soma.errors import expected, internal
 
 # name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
 COMMANDS = {
@@ -22,7 +37,7 @@ COMMANDS = {
     "monitor": ("soma.commands.monitor", "Watch a unit's live telemetry and events."),
     "units": ("soma.commands.units:units", "List the units in the traceability records."),
     "history": ("soma.commands.units:history", "Show one unit's recorded flashes, calibrations and bench runs."),
-    "ports": ("soma.commands.ports", "List serial ports and which are Soma units or blank MicroPython boards."),
+    "ports": ("soma.commands.ports", "List serial ports and what answers: Soma units, blank boards, other devices."),
     "provision": ("soma.commands.provision", "Give a unit its sanctuary key and bed id (key never printed)."),
     "program": ("soma.commands.program", "Check a sleep program file; upload it to a bed of a sanctuary."),
     "sanctuary": ("soma.commands.sanctuary", "Show what a bed knows of its sanctuary: sync, program, power, peers."),
@@ -31,6 +46,51 @@ COMMANDS = {
     "tour": ("soma.commands.tour", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }
+VERBOSE, LOGGED = "soma.verbose", "soma.log"  # ctx.meta keys: --verbose, --log FILE given
+LOG_HELP = "Log the serial and management traffic to this file."
+VERBOSE_HELP = "Log the serial and management traffic to stderr (or --log FILE); tracebacks of internal errors."
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.meta.get(VERBOSE):
+        ctx.meta[VERBOSE] = True
+        if not ctx.meta.get(LOGGED):  # --log already chose where the traffic goes
+            _log_traffic_to(sys.stderr)
+
+
+def _set_log(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and not ctx.meta.get(LOGGED):
+        try:
+            stream = open(value, "a", buffering=1)  # noqa: SIM115 (open for the whole run)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot write it: {exc.strerror}", ctx, param) from None
+        ctx.meta[LOGGED] = True
+        ctx.call_on_close(stream.close)
+        _log_traffic_to(stream)
+
+
+def _log_traffic_to(stream: TextIO) -> None:
+    from soma.link import traffic
+
+    traffic.configure(stream)
+
+
+def _logging_options() -> list[click.Option]:
+    """--verbose and --log, for the group and for every subcommand (given on either side)."""
+    return [
+        click.Option(["--verbose", "-v"], is_flag=True, expose_value=False, callback=_set_verbose, help=VERBOSE_HELP),
+        click.Option(["--log"], metavar="FILE", expose_value=False, callback=_set_log, help=LOG_HELP),
+    ]
+
+
+def _with_logging_options(command: click.Command) -> click.Command:
+    names = {name for param in command.params for name in param.opts}
+    if "--verbose" not in names:
+        command.params.extend(_logging_options())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_logging_options(sub)
+    return command
 
 
 class LazyGroup(click.Group):
@@ -43,7 +103,7 @@ class LazyGroup(click.Group):
             return None
         module, _, attribute = entry[0].partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute or "command")
-        return command
+        return _with_logging_options(command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -52,15 +112,35 @@ class LazyGroup(click.Group):
 
     # Any: click.Group.invoke returns whatever the subcommand's callback returns.
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; an expected failure is one line and its exit status, a bug
+        one line and exit 3 (its traceback with --verbose, and in the --log file)."""
         try:
             return super().invoke(ctx)
-        except SomaError as exc:
-            click.echo(f"soma: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            failure = expected(exc)
+            if failure is None:
+                failure = internal(exc)
+                _report_bug(ctx, exc)
+            click.echo(f"soma: error: {failure}", err=True)
+            ctx.exit(failure.exit_code)
+
+
+def _report_bug(ctx: click.Context, exc: Exception) -> None:
+    text = "".join(traceback.format_exception(exc))
+    if ctx.meta.get(VERBOSE):
+        click.echo(text, err=True, nl=False)
+    elif ctx.meta.get(LOGGED):
+        from soma.link import traffic
+
+        traffic.LOG.debug(text)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="soma")
+@click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_set_verbose, help=VERBOSE_HELP)
+@click.option("--log", metavar="FILE", expose_value=False, callback=_set_log, help=LOG_HELP)
 def cli() -> None:
     """Flash, calibrate, bench-test and simulate Soma sleep-bed controllers."""
 

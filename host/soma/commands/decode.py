@@ -56,7 +56,7 @@ def command(hex_or_dash: str, message: str | None, key_file: str | None, firmwar
                     click.echo(json.dumps(document))
             except (ValueError, *errors) as exc:
                 failures += 1
-                click.echo(f"soma decode: error: {one_line(exc)}", err=True)
+                click.echo(f"soma: error: {one_line(exc)}", err=True)
     finally:
         if service is not None:
             service.close()

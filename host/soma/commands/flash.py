@@ -5,6 +5,7 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from textwrap import indent
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
@@ -43,7 +44,7 @@ def command(
 ) -> None:
     """Compile, diff, send compressed, verify, switch atomically; wait for the new firmware
     to confirm itself, or report the unit's own rollback."""
-    from soma.errors import SomaError
+    from soma.errors import SomaError, expected
     from soma.link.session import open_unit
     from soma.station.flashing import Image, flash
     from soma.station.traceability import Records
@@ -64,33 +65,44 @@ def command(
                 result = flash(unit, image, progress=progress.updater(port), on_first_write=started)
                 reason = ROLLED_BACK if result.status == "rolled_back" else ""
                 stage.done(result.status, result.firmware_hash, result.__dict__, serial=result.serial, reason=reason)
-        except SomaError as exc:
-            return exc
+        except Exception as exc:  # an expected failure is this port's; a bug stops the command
+            failure = expected(exc, port)
+            if failure is None:
+                raise
+            return failure
         return result
 
     with progress, ThreadPoolExecutor(max_workers=len(ports)) as pool:
         results = list(pool.map(one, ports))
-    failed = connection = False
     for port, result in zip(ports, results, strict=True):
         if isinstance(result, SomaError):
-            failed = True
-            connection = connection or result.exit_code == 2
-            line = {"port": port, "status": "failed", "error": str(result)}
+            if as_json:
+                click.echo(json.dumps({"port": port, "status": "failed", "error": str(result)}))
+            click.echo(f"soma: error: {result}", err=True)
+        elif as_json:
+            click.echo(json.dumps(result.__dict__))
         else:
-            failed = failed or result.status == "rolled_back"
-            line = {**result.__dict__}
-        if as_json:
-            click.echo(json.dumps(line))
-        else:
-            if "error" in line:
-                detail = line["error"]
-            elif line["status"] == "unchanged":
-                detail = f"{line['firmware_hash']} already runs"
-            else:
-                detail = f"{line['firmware_hash']} in slot {line['slot']}, {line['files_sent']} files sent"
-            click.echo(f"{port}: {line['status']} ({detail})")
-    if failed:
-        sys.exit(2 if connection and len(ports) == 1 else 1)
+            click.echo(_outcome_text(result))
+    failures = [result for result in results if isinstance(result, SomaError)]
+    if len(ports) == 1 and failures:
+        sys.exit(failures[0].exit_code)
+    if failures or any(result.status == "rolled_back" for result in results if not isinstance(result, SomaError)):
+        sys.exit(1)
+
+
+def _outcome_text(result: "FlashResult") -> str:
+    """A unit's outcome; a rollback with its reason (the failed boot's console output) below."""
+    status, firmware = result.status, result.firmware_hash
+    details = {
+        "unchanged": f"{firmware} already runs",
+        "restarted": f"{firmware} was stopped at the REPL: restarted, it answers again",
+        "rolled_back": f"{firmware}: {ROLLED_BACK}",
+    }
+    detail = details.get(status, f"{firmware} in slot {result.slot}, {result.files_sent} files sent")
+    text = f"{result.port}: {status} ({detail})"
+    if status == "rolled_back":
+        text += "\n  why, the failed boot's console output:\n" + indent(result.boot_output, "    ")
+    return text
 
 
 def _progress(ports: Iterable[str], quiet: bool) -> "_Bars | _NoProgress":

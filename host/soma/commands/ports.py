@@ -1,7 +1,9 @@
-"""soma ports: the serial ports here, and which are Soma units or blank MicroPython boards."""
+"""soma ports: the serial ports here, and which are Soma units (running, or stopped at the REPL),
+blank MicroPython boards or other devices."""
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import click
 
@@ -28,12 +30,7 @@ def command(as_json: bool, control: str | None) -> None:
         if as_json:
             click.echo(json.dumps(entry))
         else:
-            what = entry["kind"]
-            if entry["kind"] == "soma":
-                what += f" {entry['serial']} firmware {entry['firmware']}"
-                if not entry["protocol_matches"]:
-                    what += f" (protocol {entry['protocol_hash']}: not this soma's, flash it with soma flash)"
-            click.echo(f"{entry['port']}: {what}")
+            click.echo(_line(entry))
     if not found and not as_json:
         click.echo("no serial ports")
 
@@ -45,3 +42,19 @@ def _simulated_ports(control: str | None) -> list[str]:
         return [bed["port"] for bed in call(control or DEFAULT_CONTROL, {"op": "status"})["ok"]["beds"]]
     except (OSError, KeyError, ValueError):
         return []
+
+
+def _line(entry: dict[str, Any]) -> str:
+    """A port's line: what answers, in the words its failure has in every other command."""
+    from soma.errors import CAUSES
+
+    port, kind = entry["port"], entry["kind"]
+    if kind == "soma":
+        line = f"{port}: soma {entry['serial']} firmware {entry['firmware']}"
+        if not entry["protocol_matches"]:
+            line += f" (protocol {entry['protocol_hash']}: not this soma's, flash it with `soma flash --port {port}`)"
+        return line
+    cause = {"stopped": "firmware_stopped", "micropython": "blank", "other": "not_soma"}.get(kind)
+    if cause is None:
+        return f"{port}: unknown"
+    return CAUSES[cause].template.format(port=port, device=entry.get("device", ""))

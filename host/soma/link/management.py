@@ -53,13 +53,56 @@ class NotFirmware(ManagementTimeout):
     the Soma firmware."""
 
 
+NOT_PROVISIONED = 0xFFFF  # a refusal's detail: the request needs the sanctuary key (soma provision)
+THERMISTORS = ("pad_left", "pad_right", "ambient")  # CalibrationData's curves, in order
+ZONES = ("left", "right")
+
+
+def _faults_latched(mask: int) -> str:
+    names = ", ".join(fault_names(mask)) or "none latched: its self-checks have not passed yet"
+    return f"its safety supervisor holds every output off (faults: {names}; `soma faults` shows them)"
+
+
+def _not_provisioned_or(other: Callable[[int], str]) -> Callable[[int], str]:
+    return lambda detail: (
+        "it is not provisioned: `soma provision` first" if detail == NOT_PROVISIONED else other(detail)
+    )
+
+
+# What a refused request's detail says, per request (the firmware's `Refused(detail)`).
+REFUSALS: dict[str, Callable[[int], str]] = {
+    "bench_override": _faults_latched,
+    "autotune": _faults_latched,
+    "set_targets": lambda detail: (
+        f"the {ZONES[detail - 1] if 0 < detail <= len(ZONES) else detail} zone's set point is outside "
+        "the configured range (`soma info` shows the configuration)"
+    ),
+    "calibration_write": lambda detail: (
+        f"the {THERMISTORS[detail - 1] if 0 < detail <= len(THERMISTORS) else detail} thermistor's curve strays "
+        "too far from the nominal one: a calibration may not blind the overtemperature trip"
+    ),
+    "calibration_commit": lambda detail: "no calibration is staged: write one first",
+    "program_upload": _not_provisioned_or(
+        lambda version: f"it holds a newer program (v{version}): upload with a higher --version"
+    ),
+    "sanctuary_status": _not_provisioned_or(lambda detail: f"detail {detail}"),
+}
+
+
 class DeviceError(RuntimeError):
-    """The unit answered a request with an error frame."""
+    """The unit answered a request with an error frame: `message` (the request's name),
+    `code` (an ErrorCode name), `detail`, and `reason`, the detail in words."""
 
     def __init__(self, message: str, code: int, detail: int) -> None:
         super().__init__(f"{message}: {ERROR_CODES.get(code, code)} (detail {detail})")
+        self.message = message
         self.code = ERROR_CODES.get(code, code)
         self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        words = REFUSALS.get(self.message)
+        return words(self.detail) if words and self.code == "refused" else f"{self.code} (detail {self.detail})"
 
 
 class ManagementClient:

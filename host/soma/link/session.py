@@ -9,16 +9,19 @@ identity asked once, and every failure a user can act on as one line that names 
         with unit.raw_repl(): ...
 
 Inside the block (and while opening) a unit that stops answering, refuses a request or
-answers with a REPL becomes a SomaError (exit status 2) naming the port and what to do.
+answers with a REPL becomes the SomaError of its cause (soma.errors.CAUSES), naming the port
+and what to do: a Soma firmware stopped at the REPL is told from a blank unit, and another
+device (a calibration bath on the unit's port) from silence.
 """
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import serial
 
-from soma.errors import SomaError
+from soma.errors import SomaError, expected, failure
 from soma.link.management import DeviceError, ManagementTimeout, NotFirmware
 from soma.link.unit import UnitLink
 from soma_protocol import codec, ir
@@ -26,8 +29,13 @@ from soma_protocol.enums import BootState
 
 INFO_TIMEOUT_S = 3.0  # a running unit answers info at once; this is for a slow line
 PROBE_TIMEOUT_S = 0.3  # "is firmware running?" where a blank unit is expected too
-PORTS_HINT = "is this the right port? (soma ports lists them)"
-FLASH_HINT = "soma flash"
+IDENTIFY_TIMEOUT_S = 1.0  # an instrument answers *IDN? at once
+# Run at the raw REPL: whether the flash holds the Soma firmware (its boot loader, boot
+# state or a slot), which tells a stopped firmware from a blank unit.
+FIRMWARE_FILES_PROBE = (
+    "import os\nprint(any(n in ('main.py', 'boot.json') or n.startswith('slot_') for n in os.listdir()))"
+)
+PROBE_KINDS = {"stopped": "stopped", "blank": "micropython", "other": "other"}  # what_answers -> probe's kind
 # Field values are the codec's decoded construct values (ints, bytes): `Any`.
 
 
@@ -116,8 +124,6 @@ class Unit:
     def wait_info(self, timeout: float, poll_s: float = 0.05) -> UnitInfo | None:
         """The unit's info once its firmware answers (a request sent while it restarts is
         lost: ask again every `poll_s`), or None after `timeout` seconds."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -129,13 +135,40 @@ class Unit:
         return None
 
     def check_protocol(self) -> None:
-        """SomaError unless the unit speaks this soma's protocol (the payloads' layout depends on it)."""
+        """The protocol_mismatch failure unless the unit speaks this soma's protocol (the
+        payloads' layout depends on it)."""
         ours, theirs = host_protocol_hash(), self.info.protocol_hash if self.info else None
         if theirs is not None and theirs != ours:
-            raise SomaError(
-                f"{self.port}: protocol hash mismatch: the unit speaks {theirs:08x}, this soma {ours:08x}: "
-                f"flash it with {FLASH_HINT} (or use the soma that matches its firmware)"
-            )
+            raise failure("protocol_mismatch", port=self.port, theirs=f"{theirs:08x}", ours=f"{ours:08x}")
+
+    def what_answers(self, echoed: bool) -> tuple[str, str]:
+        """When no Soma firmware answers info: what does, as (kind, what): "stopped" (the
+        REPL, over a flash holding the Soma firmware), "blank" (the REPL over an empty
+        flash), "other" (another device: its identity or what it does), or "silent".
+        `echoed`: the line answered with something (NotFirmware), not silence."""
+        if not echoed:
+            identity = self._instrument_identity()
+            return ("other", f"an instrument ({identity})") if identity else ("silent", "")
+        try:
+            with self.raw_repl(attempts=1):
+                found = self.exec(FIRMWARE_FILES_PROBE, timeout=5).decode(errors="replace").strip()
+        except SomaError:
+            return "other", "a device that sends something other than Soma frames"
+        return ("stopped", "") if found == "True" else ("blank", "")
+
+    def _instrument_identity(self) -> str:
+        """A SCPI instrument's answer to *IDN? (a calibration bath on the unit's port), or ""
+        (it may first refuse the bytes of our info request as a command: ERR:...)."""
+        self.link.write(b"\n*IDN?\n")
+        answer = b""
+        deadline = time.monotonic() + IDENTIFY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            answer += self.link.read(0.05)
+            lines = [line.strip() for line in answer.decode(errors="replace").splitlines()[: answer.count(b"\n")]]
+            readable = [line for line in lines if line and line.isprintable()]
+            if any(not line.startswith("ERR") for line in readable):
+                return next(line for line in readable if not line.startswith("ERR"))
+        return ""
 
     # ---- the REPL side of the line
     def raw_repl(self, attempts: int = 3) -> AbstractContextManager[UnitLink]:
@@ -165,60 +198,52 @@ def open_unit(
         if firmware:
             try:
                 unit.ask_info(info_timeout)
-            except NotFirmware:
-                raise
-            except ManagementTimeout:
-                raise SomaError(
-                    f"{port}: no Soma unit answers: no answer to info within {info_timeout:g} s: {PORTS_HINT}"
-                ) from None
+            except ManagementTimeout as exc:
+                raise _nothing_answers(unit, isinstance(exc, NotFirmware), info_timeout) from None
             unit.check_protocol()
         else:
             unit.firmware_info()
         yield unit
 
 
+def _nothing_answers(unit: Unit, echoed: bool, waited_s: float) -> SomaError:
+    kind, what = unit.what_answers(echoed)
+    if kind == "stopped":
+        return failure("firmware_stopped", port=unit.port)
+    if kind == "blank":
+        return failure("blank", port=unit.port)
+    if kind == "other":
+        return failure("not_soma", port=unit.port, device=what)
+    return failure("no_answer", port=unit.port, request="info", seconds=waited_s)
+
+
 @contextmanager
 def unit_errors(port: str) -> Iterator[None]:
-    """A unit that answers with a REPL, stops answering or refuses, as one line with its fix."""
+    """A unit that stops answering, refuses or whose line fails, as its cause (errors.CAUSES)."""
     try:
         yield
-    except NotFirmware:
-        raise SomaError(
-            f"{port}: no Soma unit answers: a MicroPython REPL does, but no Soma firmware answers "
-            f"(a blank unit?): install it with {FLASH_HINT}"
-        ) from None
-    except ManagementTimeout as exc:
-        raise SomaError(f"{port}: the unit stopped answering ({exc}): is it still connected and powered?") from None
-    except DeviceError as exc:
-        raise SomaError(f"{port}: error from the unit: {exc}{_device_hint(exc.code)}") from None
-    except serial.SerialException as exc:
-        raise SomaError(f"{port}: the line failed ({exc}): is the unit still connected?") from None
-
-
-def _device_hint(code: object) -> str:
-    hints: dict[object, str] = {
-        "busy": ": it is too busy just now, try again",
-        "refused": ": the unit's safety supervisor or state says no (soma faults shows latched faults)",
-        "unknown_message": f": its firmware does not know this request: update it with {FLASH_HINT}",
-        "bad_payload": f": its firmware reads this request differently: update it with {FLASH_HINT}",
-        "storage": ": it could not write its flash storage",
-    }
-    return hints.get(code, "")
+    except Exception as exc:
+        known = expected(exc, port)
+        if known is None or known is exc:
+            raise
+        raise known from None
 
 
 def probe(port: str, timeout: float = 1.0) -> dict[str, Any]:
     """What answers on `port`, leniently (any protocol, no error raised): a JSON-ready dict
-    with kind soma (and its serial, firmware, hashes), micropython (a REPL: blank), or
-    unknown (and why)."""
+    with kind soma (and its serial, firmware, hashes), stopped (the Soma firmware stopped
+    at the REPL), micropython (a blank unit: the REPL, no firmware), other (another device,
+    and what it is), or unknown (and why)."""
     try:
         with UnitLink(port) as link:
             unit = Unit(link)
             try:
                 info = unit.ask_info(timeout)
-            except ManagementTimeout:  # NotFirmware too: try the REPL
-                with link.raw_repl(attempts=1):
-                    pass
-                return {"port": port, "kind": "micropython"}
+            except ManagementTimeout as exc:
+                kind, what = unit.what_answers(isinstance(exc, NotFirmware))
+                if kind == "silent":
+                    return {"port": port, "kind": "unknown", "error": "nothing answers"}
+                return {"port": port, "kind": PROBE_KINDS[kind], **({"device": what} if what else {})}
             return {
                 "port": port,
                 "kind": "soma",

@@ -1,11 +1,10 @@
 """One unit on a serial line: the raw REPL (mpremote's SerialTransport, reused as it is)
 and the management protocol share the line; this class owns it.
 
-Errors a user can act on become SomaError (exit status 2): no such port, port busy, not a
-MicroPython board, timeouts.
+Errors a user can act on become their cause (soma.errors.CAUSES): no such port, port busy,
+permission denied, not a MicroPython board, timeouts.
 """
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,8 +14,9 @@ import serial
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from soma.errors import SomaError
-from soma.link.serial_link import SerialLink
+from soma.errors import failure, one_line
+from soma.link import traffic
+from soma.link.serial_link import SerialLink, open_failure
 
 
 class UnitLink(SerialLink):
@@ -25,13 +25,16 @@ class UnitLink(SerialLink):
     IDLE_TIMEOUT = 1  # finite: mpremote reads pseudo-terminals byte by byte with it
 
     def _open(self, port: str, baud: int) -> serial.Serial:
-        if not os.path.exists(port):
-            raise SomaError(f"{port}: no such port")
         try:
             self.transport = SerialTransport(port, baudrate=baud, exclusive=True, timeout=self.IDLE_TIMEOUT)
-        except TransportError:
-            raise SomaError(f"{port}: cannot open it (busy, or not a serial port)") from None
+        except TransportError:  # it says only "failed to access": open it again for the reason
+            try:
+                serial.Serial(port, baud, exclusive=True).close()
+            except serial.SerialException as exc:
+                raise open_failure(port, exc) from None
+            raise failure("port_unusable", port=port, reason="mpremote cannot open it") from None
         # mpremote swaps in a SerialIntercept only while it mounts a host directory: never here.
+        self.transport.serial = traffic.logged(cast(serial.Serial, self.transport.serial))
         return cast(serial.Serial, self.transport.serial)
 
     # ---- the REPL
@@ -43,7 +46,7 @@ class UnitLink(SerialLink):
             if self._enter_raw_repl():
                 break
             if attempt == attempts - 1:
-                raise SomaError(f"{self.port}: no MicroPython REPL answers (not a MicroPython board?)")
+                raise failure("no_repl", port=self.port)
             time.sleep(0.5)
         try:
             yield self
@@ -82,9 +85,9 @@ class UnitLink(SerialLink):
                     output, error = self.transport.follow(timeout)
                     output = unexpected + output
         except TransportError as exc:
-            raise SomaError(f"{self.port}: {exc}") from None
+            raise failure("stopped_answering", port=self.port, detail=one_line(exc)) from None
         if error:
-            raise SomaError(f"{self.port}: the unit raised: {error.decode(errors='replace').strip().splitlines()[-1]}")
+            raise failure("unit_raised", port=self.port, error=error.decode(errors="replace").strip().splitlines()[-1])
         return output
 
     def soft_reset(self) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from soma import paths
 from soma.errors import SomaError
+from soma.link.serial_link import console_lines
 from soma.link.session import Unit, UnitInfo
 from soma.station.firmware_build import compile_tree
 from soma_protocol import ir
@@ -54,6 +55,10 @@ _ESCAPED = re.compile(rb"[\x01-\x05\n\r\x1a-\x1c]")  # Ctrl-A..E, LF, CR, ^Z, ES
 MIN_WINDOW_BITS, MAX_WINDOW_BITS = 9, 15
 WINDOW_SPARE = 8192
 CONFIRM_TIMEOUT_S = 20.0
+# A rollback's reason: the failed boot's last console lines, without the REPL's own.
+BOOT_OUTPUT_LINES = 12
+SOFT_REBOOT = "soft reboot"  # "MPY: soft reboot", a board's first line after Ctrl-D
+REPL_NOISE = re.compile(r'^(>+|>>> .*|raw REPL; CTRL-B to exit|MicroPython .*|Type "help\(\)" for more information\.)$')
 BOOT_POLL_S = 0.05  # a request sent while the unit restarts is lost: ask again this often
 
 # Runs on the unit (raw REPL): the flasher's helpers, defined once per session. The
@@ -168,12 +173,13 @@ def _tree_hash(hashes: Mapping[str, str]) -> str:
 class FlashResult:
     port: str
     serial: str
-    status: str  # installed | unchanged | rolled_back
+    status: str  # installed | unchanged | restarted (unchanged, was stopped at the REPL) | rolled_back
     firmware_hash: str
     slot: str
     files_sent: int
     bytes_sent: int
     seconds: float
+    boot_output: str = ""  # rolled_back: the failed boot's console output, why it failed
 
 
 def flash(
@@ -206,12 +212,13 @@ def flash(
             raise SomaError(f"{session.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
         state, active = unit["state"], unit["manifest"]
         if state and state.get("state") == "confirmed" and active == image.manifest:
-            session.soft_reset()  # back to the application, untouched
+            session.soft_reset()  # back to the application, untouched (or restarted, if it was stopped)
             info = session.wait_info(CONFIRM_TIMEOUT_S, BOOT_POLL_S)
             if info is None:
                 raise SomaError(f"{session.port}: the unit did not come back after its reset (timeout)")
+            status = "unchanged" if running is not None else "restarted"
             return FlashResult(
-                session.port, info.serial, "unchanged", image.firmware_hash, state["slot"], 0, 0, _since(started)
+                session.port, info.serial, status, image.firmware_hash, state["slot"], 0, 0, _since(started)
             )
         old_slot = state["slot"] if state else None
         new_slot = "b" if old_slot == "a" else "a"
@@ -250,11 +257,20 @@ def flash(
             found = verdict["files"]
             bad = sorted(name for name in {*wanted, *found} if found.get(name) != wanted.get(name))
             raise SomaError(f"{session.port}: verification failed on the unit for {', '.join(bad)}")
+        session.link.capture = bytearray()  # the new firmware's boot output: a rollback's reason
         session.soft_reset()
-    status, info = _await_confirmation(session, image, confirm_timeout)
+    status, info, boot_output = _await_confirmation(session, image, confirm_timeout)
     files_sent = sum(1 for path, _ in to_send if path.startswith(target))
     return FlashResult(
-        session.port, info.serial, status, image.firmware_hash, new_slot, files_sent, bytes_sent, _since(started)
+        session.port,
+        info.serial,
+        status,
+        image.firmware_hash,
+        new_slot,
+        files_sent,
+        bytes_sent,
+        _since(started),
+        boot_output if status == "rolled_back" else "",
     )
 
 
@@ -302,26 +318,45 @@ def _escape(data: bytes) -> bytes:
     return _ESCAPED.sub(lambda match: bytes((ESCAPE, match[0][0] ^ 0x40)), data)
 
 
-def _await_confirmation(unit: Unit, image: Image, timeout: float) -> tuple[str, UnitInfo]:
-    """('installed', info) once the new firmware reports itself confirmed; ('rolled_back',
-    info) if the unit came back on its previous slot instead."""
-    for attempt in range(2):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            info = unit.wait_info(deadline - time.monotonic(), BOOT_POLL_S)
-            if info is None:
-                break
-            if info.boot_state == BootState.confirmed and info.firmware_hash == image.firmware_hash:
-                return "installed", info
-            if info.boot_state == BootState.rolled_back:
-                return "rolled_back", info
-            time.sleep(BOOT_POLL_S)
-        if attempt == 0:
-            # Never confirmed: a reset makes the boot loader abandon the trial slot.
-            with unit.raw_repl():
-                pass
-            unit.soft_reset()
+def _await_confirmation(unit: Unit, image: Image, timeout: float) -> tuple[str, UnitInfo, str]:
+    """('installed', info, "") once the new firmware reports itself confirmed; ('rolled_back',
+    info, why) if the unit came back on its previous slot instead: why is the failed boot's
+    console output (captured on the line since the reset), or that it printed nothing."""
+    link = unit.link
+    failed_boot = b""
+    try:
+        for attempt in range(2):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                info = unit.wait_info(deadline - time.monotonic(), BOOT_POLL_S)
+                if info is None:
+                    break
+                if info.boot_state == BootState.confirmed and info.firmware_hash == image.firmware_hash:
+                    return "installed", info, ""
+                if info.boot_state == BootState.rolled_back:
+                    output = _boot_output(failed_boot or bytes(link.capture or b""))
+                    silent = f"its console printed nothing; it did not confirm itself within {timeout:g} s"
+                    return "rolled_back", info, output or silent
+                time.sleep(BOOT_POLL_S)
+            if attempt == 0:
+                # Never confirmed: a reset makes the boot loader abandon the trial slot.
+                failed_boot = bytes(link.capture or b"")
+                with unit.raw_repl():
+                    pass
+                unit.soft_reset()
+    finally:
+        link.capture = None
     raise SomaError(f"{unit.port}: the unit did not come back after flashing (timeout)")
+
+
+def _boot_output(data: bytes) -> str:
+    """A boot's console output (a traceback, the firmware's own messages) from what the line
+    carried since the reset: the REPL's prompt and banners, and what came before the
+    reboot, left out; its last BOOT_OUTPUT_LINES lines."""
+    lines = console_lines(data)
+    reboots = [index for index, line in enumerate(lines) if SOFT_REBOOT in line]
+    lines = lines[reboots[-1] + 1 :] if reboots else lines
+    return "\n".join([line for line in lines if not REPL_NOISE.match(line)][-BOOT_OUTPUT_LINES:])
 
 
 def _since(started: float) -> float:
