@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from soma import paths
 from soma.sensing import filters as sensing_filters
-from soma.sensing.replay import RATE_HZ, read_recording, run_pipeline
+from soma.sensing.replay import RATE_HZ, read_recording, run_pipeline_file
 from soma.sim.sensing_night import score, simulate
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
@@ -103,11 +103,11 @@ def _write(path, rate_hz, seconds, sleeper_start_s=3600):
 def test_other_rates_are_resampled_to_the_same_estimates(tmp_path):
     _write(tmp_path / "r100.csv", 100, 95)
     _write(tmp_path / "r250.csv", 250, 95)
-    at_100 = read_recording(tmp_path / "r100.csv")
-    at_250 = read_recording(tmp_path / "r250.csv")
-    assert at_250.source_rate_hz == 250 and len(at_250.codes) == len(at_100.codes) == 95 * RATE_HZ
-    epochs_100, _ = run_pipeline(at_100.codes)
-    epochs_250, _ = run_pipeline(at_250.codes)
+    with read_recording(tmp_path / "r100.csv") as at_100, read_recording(tmp_path / "r250.csv") as at_250:
+        assert at_250.source_rate_hz == 250 and at_250.samples == at_100.samples == 95 * RATE_HZ
+        assert at_100.codes_path.stat().st_size == 2 * 95 * RATE_HZ
+        epochs_100, _ = run_pipeline_file(at_100.codes_path)
+        epochs_250, _ = run_pipeline_file(at_250.codes_path)
     assert [e["presence"] for e in epochs_250] == [e["presence"] for e in epochs_100] == ["occupied"] * 3
     for a, b in zip(epochs_100, epochs_250, strict=True):
         assert a["valid"] == b["valid"]
@@ -138,6 +138,46 @@ def test_replay_prints_epochs_and_draws_them(tmp_path):
     assert (tmp_path / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_last_whole_epoch_is_reported_and_a_partial_one_is_said_to_be_too_short(tmp_path):
+    _write(tmp_path / "whole.csv", 100, 60)  # ends exactly at the second epoch's end
+    result = soma("replay", tmp_path / "whole.csv")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert [json.loads(line)["t_s"] for line in result.stdout.splitlines()] == [30, 60]
+    _write(tmp_path / "more.csv", 100, 75)
+    result = soma("replay", tmp_path / "more.csv")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["t_s"] for line in result.stdout.splitlines()] == [30, 60]
+    assert result.stderr == f"{tmp_path / 'more.csv'}: the last 15 s are too short for a 30 s epoch: not reported\n"
+
+
+def _write_quickly(path, seconds):
+    """A 100 Hz recording with a text column, written fast (its content does not matter)."""
+    with path.open("w") as f:
+        f.write("time_s,bcg,stage\n")
+        f.writelines(f"{n / 100:.2f},{32768 + n % 977},light\n" for n in range(seconds * RATE_HZ))
+
+
+def _peak_rss_kib_reading(path):
+    script = (
+        "import resource, sys\n"
+        "from soma.sensing.replay import read_recording\n"
+        "with read_recording(sys.argv[1]) as recording:\n"
+        "    print(recording.samples, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    return [int(word) for word in result.stdout.split()]
+
+
+def test_reading_a_recording_takes_memory_that_does_not_grow_with_its_length(tmp_path):
+    # Held whole, 50 extra minutes at 100 Hz would be ~300,000 rows: tens of MB more.
+    _write_quickly(tmp_path / "10min.csv", 600)
+    _write_quickly(tmp_path / "60min.csv", 3600)
+    samples_10, peak_10 = _peak_rss_kib_reading(tmp_path / "10min.csv")
+    samples_60, peak_60 = _peak_rss_kib_reading(tmp_path / "60min.csv")
+    assert (samples_10, samples_60) == (600 * RATE_HZ, 3600 * RATE_HZ)
+    assert peak_60 <= peak_10 + 4096, (peak_10, peak_60)
+
+
 def test_bad_recordings_get_one_line_and_exit_2(tmp_path):
     cases = {
         "noheader.csv": ("1,32768\n2,32770\n", "no header row"),
@@ -148,6 +188,9 @@ def test_bad_recordings_get_one_line_and_exit_2(tmp_path):
         "backwards.csv": ("time_s,bcg\n0,1\n0.01,2\n0.005,3\n", "does not increase"),
         "empty.csv": ("", "empty"),
         "binary.csv": (b"\xff\xfe\x00garbage", "cannot read it"),
+        "short.csv": ("bcg\n" + "32768\n" * 2999, "29.99 s of samples, too short for one 30 s epoch"),
+        "field.csv": ("time_s,bcg\n0,1\n0.01," + "9" * 140_000 + "\n", "field.csv:3: not CSV (field larger than"),
+        "wide.csv": ("time_s,bcg\n0,1\n" + "1," * 600_000 + "\n", "wide.csv:3: a line longer than 1024 KiB"),
     }
     for name, (content, message) in cases.items():
         path = tmp_path / name
@@ -156,6 +199,8 @@ def test_bad_recordings_get_one_line_and_exit_2(tmp_path):
         assert result.returncode == 2, (name, result.stderr)
         assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
         assert message in result.stderr, (name, result.stderr)
+    result = soma("replay", "/dev/zero")  # read a line at a time: refused at the first 1 MiB
+    assert result.returncode == 2 and "/dev/zero:1:" in result.stderr, result.stderr
     result = soma("replay", tmp_path / "missing.csv")
     assert result.returncode == 2 and "cannot read it" in result.stderr
     _write(tmp_path / "ok.csv", 100, 5)

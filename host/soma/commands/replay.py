@@ -28,15 +28,20 @@ def command(
 ) -> None:
     """Run RECORDING (CSV: a header, raw BCG codes) through the firmware's own sensing
     pipeline under MicroPython (96 KiB heap) and print what it reports per epoch: presence,
-    movement, breathing and heart rate (null when not valid), sleep state."""
-    from soma.sensing.replay import read_recording, run_pipeline
+    movement, breathing and heart rate (null when not valid), sleep state. The file is
+    read once, row by row: a night of any length in bounded memory."""
+    from soma.sensing.replay import EPOCH_S, read_recording, run_pipeline_file
 
-    loaded = read_recording(recording, column=column, rate_hz=rate_hz)
-    epochs, _ = run_pipeline(loaded.codes, zero=zero, gain=gain)
-    for epoch in epochs:
-        click.echo(json.dumps(epoch))
-    if plot_path:
-        from soma.sensing.plot import plot_replay
+    with read_recording(recording, column=column, rate_hz=rate_hz) as loaded:
+        epochs, _ = run_pipeline_file(loaded.codes_path, zero=zero, gain=gain)
+        for epoch in epochs:
+            click.echo(json.dumps(epoch))
+        tail_s = loaded.seconds - len(epochs) * EPOCH_S
+        if tail_s > 0:
+            too_short = f"the last {tail_s:g} s are too short for a {EPOCH_S} s epoch: not reported"
+            click.echo(f"{recording}: {too_short}", err=True)
+        if plot_path:
+            from soma.sensing.plot import plot_replay
 
-        plot_replay(loaded, epochs, plot_path)
-        click.echo(f"plot: {plot_path}", err=True)
+            plot_replay(loaded, epochs, plot_path)
+            click.echo(f"plot: {plot_path}", err=True)

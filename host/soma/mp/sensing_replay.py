@@ -1,11 +1,14 @@
 """Runs under MicroPython: the firmware's sensing pipeline over a file of raw BCG codes.
 
-argv: SAMPLES ZERO GAIN_Q16. SAMPLES holds little-endian uint16 codes at 100 Hz. Prints
-one JSON line per closed epoch ({"t_s": ..., "epoch": [EPOCH fields]}) and a last line
-with the cost: {"samples": n, "us_per_sample": ... (sample and step, mean), "tick_max_us":
-..., "sample_alloc_bytes": ..., "step_alloc_bytes": ..., "heap_used_bytes": ...}. The
-sample path's allocation is measured on every sample (gc disabled around it); the
-per-tick step's separately.
+argv: SAMPLES ZERO GAIN_Q16. SAMPLES holds little-endian uint16 codes at 100 Hz, read a
+chunk at a time. An epoch closes a few ticks after its last sample (its rates take ticks to
+compute): after the last sample the pipeline is stepped on until every whole epoch has
+closed, as a unit's would be with more samples coming. Prints one JSON line per closed
+epoch ({"t_s": ..., "epoch": [EPOCH fields]}) and a last line with the cost: {"samples":
+n, "us_per_sample": ... (sample and step, mean), "tick_max_us": ..., "sample_alloc_bytes":
+..., "step_alloc_bytes": ..., "heap_used_bytes": ..., "peak_rss_kib": ... (this process's
+peak resident memory, from /proc)}. The sample path's allocation is measured on every
+sample (gc disabled around it); the per-tick step's separately.
 """
 
 import gc
@@ -14,9 +17,32 @@ import sys
 import time
 from array import array
 
+from micropython import const
+
 from sensing import Sensing
 
 _CHUNK = 512
+_EPOCH_SAMPLES = const(3000)
+_CLOSE_TICKS_MAX = const(1000)  # an epoch closes within this many ticks of its end
+
+
+def _report(sensing, closed, count):
+    """Print the epoch if one closed since `closed`; the epochs closed now."""
+    if sensing.epoch[0] != closed:
+        print(json.dumps({"t_s": count / 100, "epoch": list(sensing.epoch)}))
+    return sensing.epoch[0]
+
+
+def _peak_rss_kib():
+    """This process's peak resident memory (VmHWM), 0 where /proc does not tell."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def main():
@@ -46,9 +72,12 @@ def main():
                 if took > tick_max_us:
                     tick_max_us = took
                 count += 1
-                if sensing.epoch[0] != closed:
-                    closed = sensing.epoch[0]
-                    print(json.dumps({"t_s": count / 100, "epoch": list(sensing.epoch)}))
+                closed = _report(sensing, closed, count)
+    for _ in range(_CLOSE_TICKS_MAX):
+        if closed >= count // _EPOCH_SAMPLES:
+            break
+        sensing.step()
+        closed = _report(sensing, closed, count)
     gc.collect()
     print(
         json.dumps(
@@ -59,6 +88,7 @@ def main():
                 "sample_alloc_bytes": sample_alloc,
                 "step_alloc_bytes": step_alloc,
                 "heap_used_bytes": gc.mem_alloc(),
+                "peak_rss_kib": _peak_rss_kib(),
             }
         )
     )
