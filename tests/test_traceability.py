@@ -97,6 +97,26 @@ def test_a_flash_the_host_never_finished_is_found_at_the_next_contact(tmp_path, 
     assert started["firmware_hash"] == installed["firmware_hash"] == json.loads(back.stdout)["firmware_hash"]
 
 
+# The record path is the same on both databases; the unit takes ~20 s to give the firmware up.
+@pytest.mark.parametrize("records_db", ["sqlite"], indirect=True)
+def test_a_rolled_back_flash_is_recorded_failed_with_its_reason(tmp_path, records_db):
+    tree = tmp_path / "firmware"
+    shutil.copytree(paths.firmware_dir(), tree)
+    with (tree / "thermistor.py").open("a") as module:
+        module.write('\nraise RuntimeError("broken at import")\n')  # the new firmware never confirms itself
+    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True) as sanctuary:
+        bed = sanctuary.beds[0]
+        before = Records(records_db).record(bed.unit.serial, "flash", "installed", "aaaaaaaaaaaaaaaa")
+        result = soma("flash", "--port", bed.port, "--firmware", str(tree), "--db", records_db)
+    assert result.returncode == 1, result.stdout + result.stderr
+    records = Records(records_db, create=False)
+    started, rolled_back = records.history(bed.unit.serial)[-2:]
+    assert started["id"] > before and rolled_back["follows"] == started["id"]
+    assert (rolled_back["outcome"], rolled_back["status"]) == ("rolled_back", "failed")
+    assert "did not confirm itself" in rolled_back["reason"]
+    assert records.units()[0]["firmware_hash"] == "aaaaaaaaaaaaaaaa"  # a failed flash's firmware is not the unit's
+
+
 def test_a_calibration_of_a_unit_not_in_the_bath_is_recorded_refused(tmp_path, records_db):
     with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000) as sanctuary:
         bed = sanctuary.beds[0]
