@@ -150,7 +150,8 @@ class Records:
         self._shown = url
         try:
             parsed = make_url(url)
-            self._shown = parsed.render_as_string(hide_password=True)
+            # As the user wrote it: postgresql://, not the driver's name.
+            self._shown = parsed.render_as_string(hide_password=True).replace("postgresql+psycopg://", "postgresql://")
             if parsed.get_backend_name() == "sqlite":
                 self._engine = _sqlite_engine(url, parsed.database or "", create)
             else:
@@ -158,7 +159,12 @@ class Records:
             self._migrate(create)
         except SomaError:
             raise
-        except (SQLAlchemyError, ImportError, OSError) as exc:
+        except ImportError as exc:
+            raise SomaError(
+                f"traceability database {self._shown}: its driver {exc.name or ''} is not installed "
+                "(psycopg for PostgreSQL: pip install 'psycopg[binary]', as `make setup` does)"
+            ) from None
+        except (SQLAlchemyError, OSError) as exc:
             raise SomaError(f"traceability database {self._shown}: {_cause(exc)}") from None
 
     # ---- writing
