@@ -46,6 +46,8 @@ COMMANDS = {
     "tour": ("soma.commands.tour", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
 }
+# click >= 8.2 raises this (a UsageError) for a group run without a subcommand: it shows the help.
+NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)
 VERBOSE, LOGGED = "soma.verbose", "soma.log"  # ctx.meta keys: --verbose, --log FILE given
 LOG_HELP = "Log the serial and management traffic to this file."
 VERBOSE_HELP = "Log the serial and management traffic to stderr (or --log FILE); tracebacks of internal errors."
@@ -116,8 +118,16 @@ class LazyGroup(click.Group):
         one line and exit 3 (its traceback with --verbose, and in the --log file)."""
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except click.ClickException as exc:  # bad usage: one line too, with where the usage is
+            if isinstance(exc, NO_ARGS_IS_HELP):
+                raise  # a group given no subcommand: its help, as click shows it
+            message = exc.format_message().rstrip(".")
+            if isinstance(exc, click.UsageError) and exc.ctx:
+                message += f": see `{exc.ctx.command_path} --help`"
+            click.echo(f"soma: error: {message}", err=True)
+            ctx.exit(exc.exit_code)
         except Exception as exc:
             failure = expected(exc)
             if failure is None:
