@@ -58,6 +58,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 LEGACY_REVISION = "0001"  # the schema of the soma before migrations (create_all)
 MIGRATION_LOCK = 0x50AA_7AC3  # PostgreSQL advisory lock key: "soma records"
 BUSY_TIMEOUT_S = 60.0  # SQLite: how long a writer waits for another's transaction
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: how long to wait for the server to answer
 
 STAGES = ("flash", "calibrate", "bench", "provision")
 # Each outcome word and the status it means.
@@ -154,6 +155,9 @@ class Records:
             self._shown = parsed.render_as_string(hide_password=True).replace("postgresql+psycopg://", "postgresql://")
             if parsed.get_backend_name() == "sqlite":
                 self._engine = _sqlite_engine(url, parsed.database or "", create)
+            elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+                # A server that does not answer is an error in seconds, not the TCP stack's minutes.
+                self._engine = create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
             else:
                 self._engine = create_engine(url)
             self._migrate(create)
