@@ -72,6 +72,10 @@ _SELF_TEST_READINGS = const(3)
 _ALARM_AHEAD_US = const(150_000)  # arm the ushering's alarm this close to its instant
 _SERVICE_IDLE_TICKS = const(1_000)  # service.py goes after 10 s without requests
 _RESERVE_BYTES = const(2_048)
+# A Ctrl-C that nothing follows within this time is a stray byte on the line, not a person
+# or a tool (they send more at once: mpremote and soma follow it with Ctrl-A for the raw REPL).
+_STRAY_CTRL_C_MS = const(1_000)
+_STOPPED = b"\r\nsoma: stopped by Ctrl-C; send a byte within 1 s to stay at the REPL, or the application restarts\r\n"
 _SERVICES = ("service", "setup_service", "sanctuary_service")  # management handler modules
 _SET_UP = (  # the requests setup_service.py answers
     _MESSAGE_ID_CALIBRATION_READ,
@@ -411,14 +415,21 @@ class Bed:
 
 
 def main(board, boot=None):
-    """Entry point: every output off first, on the way in and on every way out."""
+    """Entry point: every output off first, on the way in and on every way out. The REPL
+    gets the console after a Ctrl-C that a byte follows (a person, a tool), held by the
+    watchdog until it falls idle (board.REPL_IDLE_MS); a lone stray Ctrl-C restarts."""
     board.outputs.all_off()
+    interrupted = False
     try:
         bed = Bed(board, boot)
         bed.start()
         bed.scheduler.run(bed.tick)
     except KeyboardInterrupt:
-        pass  # Ctrl-C: the operator wants the REPL
+        interrupted = True
     finally:
         board.outputs.all_off()
-    board.watchdog.hold()  # keep the REPL alive for flashing
+    board.watchdog.hold()
+    if interrupted:
+        board.console.write(_STOPPED, len(_STOPPED))
+        if not board.console.pending(_STRAY_CTRL_C_MS):
+            board.system.reset()

@@ -13,9 +13,12 @@ Board interface:
                                    (rev B): open at power-up; only the safety supervisor closes it
   outputs.all_off()                every output off and the relay open at once (safety path:
                                    must not raise)
-  watchdog.start(timeout_ms)       arm the hardware watchdog (cannot be stopped once armed)
+  watchdog.start(timeout_ms)       arm the hardware watchdog (cannot be stopped once armed); also
+                                   ends a hold: the application feeds it again
   watchdog.feed()
-  watchdog.hold()                  keep it fed in the background: the REPL has the console
+  watchdog.hold()                  the REPL has the console: keep the watchdog fed in the background
+                                   while the REPL is used, and once nothing has run there for
+                                   REPL_IDLE_MS, reset the unit into the application (hold_repl)
   clock.ticks_us() -> int          wrapping microsecond counter (time.ticks_us semantics)
   clock.ticks_add(t, delta), clock.ticks_diff(end, start)   wrap-safe arithmetic on those ticks
   clock.sleep_us(us)               idle until that many microseconds have passed
@@ -24,6 +27,8 @@ Board interface:
   radio.rx_ticks                   clock ticks at which that frame arrived
   radio.latency_us                 the least delay from send() to arrival (time sync adds it back)
   console.read_into(buf) -> int    bytes waiting on the USB serial line (never blocks)
+  console.pending(timeout_ms) -> bool   whether a byte waits on the line, within timeout_ms,
+                                   without taking it (it is left for the REPL)
   console.write(buf, length)
   storage                          a storage.FlashStorage rooted where records live
   system.reset_cause() -> int      a wire_codec RESET_CAUSE_* value
@@ -100,6 +105,13 @@ PAD_LOSS_W_PER_K = const(4)
 COOLING_COP_MIN_PERMILLE = const(300)
 
 WATCHDOG_TIMEOUT_MS = const(2_000)
+# The REPL keeper (watchdog.hold, hold_repl): a REPL on which nothing has run for this long
+# is left for the application, by a hard reset. Anything run there allocates (each line
+# typed, each raw-REPL exec, each flasher block), so the heap's allocation count not moving
+# is "nothing ran". A tool at work keeps it alive; a forgotten REPL, a tool that died
+# mid-session or a soft reset from the raw REPL (which skips main.py) does not stop the
+# bed for the night. A command that runs longer than this without allocating is cut short.
+REPL_IDLE_MS = const(30_000)
 
 # Bed sensor (BCG) filters: three Q13 biquads, each (b0, b1, b2, a1, a2), designed and
 # range-checked by host/soma/sensing/filters.py, which a test holds these to.
@@ -110,6 +122,21 @@ BCG_FILTERS = (
     300, 599, 300, -11394, 4400,  # breathing: lowpass 0.7 Hz at 10 Hz
 )
 # fmt: on
+
+
+def hold_repl():
+    """Start the REPL keeper without building the board (boot.py, on every boot: a soft
+    reset from the raw REPL skips main.py, and the application's own hold with it)."""
+    import sys
+
+    if sys.platform == "esp32":
+        import hal_esp32
+
+        hal_esp32.hold_repl()
+    else:
+        import hal_sim
+
+        hal_sim.hold_repl()
 
 
 def build():

@@ -4,6 +4,7 @@ Every hardware object is built here from the pin numbers in board.py. Only this 
 imports `machine`, `network` and `espnow`.
 """
 
+import gc
 import select
 import sys
 import time
@@ -27,6 +28,7 @@ from board import (
     PWM_DRIVE_HZ,
     PWM_HAPTIC_HZ,
     PWM_LIGHT_HZ,
+    REPL_IDLE_MS,
     WATCHDOG_TIMEOUT_MS,
 )
 from storage import FlashStorage
@@ -51,6 +53,8 @@ _DUTY_FULL = const(65535)
 # before flipping an H-bridge direction so the old duty never drives the new direction.
 _DEAD_US = 2 * 1_000_000 // PWM_DRIVE_HZ
 _BROADCAST = b"\xff" * 6
+_KEEP_PERIOD_MS = WATCHDOG_TIMEOUT_MS // 4  # the REPL keeper's feeds and heap checks
+_KEEPER_TIMER = const(0)
 
 # machine has no brownout constant on this port (the stubs list none), so brownout is
 # reported as whatever the port maps it to, or unknown.
@@ -140,14 +144,60 @@ class Outputs:
             pass
 
 
+class ReplKeeper:
+    """Holds the REPL from a hardware timer (its callback runs while the REPL waits for
+    input): feeds an armed watchdog, which cannot be stopped on the ESP32, and resets the
+    unit once the heap's allocation count has not moved for REPL_IDLE_MS (nothing ran)."""
+
+    def __init__(self):
+        self.wdt = None  # the armed machine.WDT to feed, if any
+        self._timer = None
+        self._seen = 0
+        self._quiet_ms = 0
+        self._tick = self._check  # the bound method, made once
+
+    def hold(self, wdt):
+        self.wdt = wdt
+        self._seen = gc.mem_alloc()
+        self._quiet_ms = 0
+        if self._timer is None:
+            self._timer = machine.Timer(_KEEPER_TIMER)
+            self._timer.init(period=_KEEP_PERIOD_MS, mode=machine.Timer.PERIODIC, callback=self._tick)
+
+    def release(self):
+        if self._timer is not None:
+            self._timer.deinit()
+            self._timer = None
+
+    def _check(self, timer):
+        if self.wdt is not None:
+            self.wdt.feed()
+        used = gc.mem_alloc()
+        if used != self._seen:
+            self._seen = used
+            self._quiet_ms = 0
+        else:
+            self._quiet_ms += _KEEP_PERIOD_MS
+            if self._quiet_ms >= REPL_IDLE_MS:
+                machine.reset()
+
+
+_keeper = ReplKeeper()
+
+
+def hold_repl():
+    """board.hold_repl: hold the REPL before the board is built (boot.py)."""
+    _keeper.hold(None)
+
+
 class Watchdog:
     """machine.WDT, created only when armed."""
 
     def __init__(self):
         self._wdt = None
-        self._holder = None
 
     def start(self, timeout_ms):
+        _keeper.release()  # the application feeds it: a hang must not go unnoticed
         # Once armed it cannot be stopped or reconfigured: a second start is a no-op.
         if self._wdt is None:
             self._wdt = machine.WDT(timeout=timeout_ms)
@@ -157,14 +207,8 @@ class Watchdog:
             self._wdt.feed()
 
     def hold(self):
-        """Keep feeding from a hardware timer: the application has handed the console to the
-        REPL (Ctrl-C or hand-back), and an armed ESP32 watchdog cannot be stopped."""
-        if self._wdt is not None and self._holder is None:
-            self._holder = machine.Timer(0)
-            self._holder.init(period=WATCHDOG_TIMEOUT_MS // 4, mode=machine.Timer.PERIODIC, callback=self._hold_feed)
-
-    def _hold_feed(self, timer):
-        self.feed()
+        """The application has handed the console to the REPL (Ctrl-C or hand-back)."""
+        _keeper.hold(self._wdt)
 
 
 class Clock:
@@ -277,6 +321,12 @@ class Console:
             buf[n] = self._byte[0]
             n += 1
         return n
+
+    def pending(self, timeout_ms):
+        """Whether a byte waits within timeout_ms; it stays there for the REPL."""
+        for _, event in self._poll.ipoll(timeout_ms):
+            return event & select.POLLIN != 0
+        return False
 
     def write(self, buf, length):
         self._out.write(memoryview(buf)[:length])

@@ -192,6 +192,19 @@ def test_top_level_handler_turns_every_output_off(tmp_path):
     assert report["all_off_calls"] >= 1
 
 
+@pytest.mark.parametrize("followed", [True, False])
+def test_ctrl_c_gives_the_repl_to_a_tool_and_a_stray_one_restarts(tmp_path, followed):
+    report = scenario(f"ctrl_c({followed})", tmp_path)
+    assert report["driving"] != 0
+    assert report["levels"] == [0, 0, 0, 0, 0] and report["enabled"] is False  # off before anything else
+    assert report["held"] is True  # the REPL keeper holds the watchdog either way
+    assert report["told"] is True  # one line on the console says what happens
+    if followed:  # a tool: the REPL gets the console, and the tool's bytes are left for it
+        assert report["reset"] is False and report["left_for_the_repl"] == [13, 1]
+    else:  # a stray 0x03: the application restarts
+        assert report["reset"] is True
+
+
 def test_pid_tracks_a_set_point_step(tmp_path):
     report = scenario("pid_step()", tmp_path)
     assert report["overshoot_c"] <= 0.5

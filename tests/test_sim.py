@@ -78,7 +78,7 @@ def test_ctrl_c_interrupts_the_application_into_the_repl_with_outputs_off(flashe
         client = link.management()
         client.request("set_targets", [34_000, 34_000], timeout=5)
         assert wait_for(lambda: flashed.world.outputs[0] > 0, 3)
-        link.write(b"\x03")
+        link.write(b"\x03\r")  # a byte after the Ctrl-C: a person, not a stray 0x03
         assert b">>> " in read_until(link, b">>> ")
         assert wait_for(lambda: flashed.world.outputs == [0, 0, 0, 0, 0], 2)
         assert wait_for(lambda: flashed.world.watchdog_held == 1, 2)
@@ -89,7 +89,7 @@ def test_ctrl_c_interrupts_the_application_into_the_repl_with_outputs_off(flashe
 def test_soft_reset_at_the_repl_boots_the_firmware_again(flashed):
     with SerialLink(flashed.port) as link:
         link.management().request("ping", [1], timeout=5)
-        link.write(b"\x03")
+        link.write(b"\x03\r")
         read_until(link, b">>> ")
         link.write(b"\x04")
         assert b"MPY: soft reboot" in read_until(link, b"soft reboot")

@@ -389,6 +389,38 @@ def crash():
     )
 
 
+def ctrl_c(followed):
+    """Ctrl-C reaches the loop (KeyboardInterrupt) while it heats, followed by a byte (a
+    tool entering the raw REPL) or by nothing (a stray 0x03 on the line)."""
+    from scripted_board import Reset
+
+    board, plant, bed = _make(start_c=25.0)
+    bed.targets_mc[0] = bed.targets_mc[1] = 35 * MS
+    h.run(board, plant, bed, 5)
+    driving = board.outputs.levels[0]
+
+    def interrupted(count):
+        if followed:
+            board.console.incoming.extend(b"\r\x01")
+        raise KeyboardInterrupt
+
+    bed.tick = interrupted
+    try:
+        bed_module_main(board, bed)
+        reset = False
+    except Reset:
+        reset = True
+    h.report(
+        driving=driving,
+        levels=board.outputs.levels,
+        enabled=board.outputs.heat_enabled,
+        held=board.watchdog.held,
+        reset=reset,
+        told=b"soma: stopped by Ctrl-C" in board.console.written,
+        left_for_the_repl=list(board.console.incoming),
+    )
+
+
 def bed_module_main(board, bed):
     """bed.main's top-level handler around an existing Bed (the loop raises)."""
     import bed as bed_module
