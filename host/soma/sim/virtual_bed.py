@@ -8,12 +8,25 @@ pty B outlives the process, so resets keep the port, as a USB-UART bridge does.
 
 Like a board: a flash directory with main.py boots it (`micropython -i main.py`, so the
 REPL follows when the application ends or is interrupted); without one the unit is blank
-and sits at the REPL. Ctrl-D at the REPL ends the process, which the supervisor restarts
-as a soft reset (printing "MPY: soft reboot" as boards do). As on a board, a soft reset
-from the raw REPL skips main.py and comes back in the raw REPL (mpremote relies on it);
-the relay knows the mode from the Ctrl-A / Ctrl-B bytes the user sent. The firmware's own
-reset request, the simulator's watchdog and power cycles restart it as hard resets
-(`reset()`). The flash directory is kept across all of them.
+and sits at the REPL. Ctrl-D at the REPL and `machine.soft_reset()` end the process
+(status 0), which the supervisor restarts as a soft reset (printing "MPY: soft reboot" as
+boards do). As on a board, a soft reset from the raw REPL skips main.py and comes back in
+the raw REPL (mpremote relies on it). The relay knows the mode from what the REPL printed
+last (the raw REPL's banner or the friendly prompt), so a Ctrl-B that a tool sends while
+the process is ending does not count: on a board it reaches the next boot, and so it does
+here. A board runs boot.py on every boot, before main.py; here boot.py runs when main.py
+does not (`micropython -i boot.py`: a soft reset from the raw REPL, or no main.py), which
+is when Soma's boot.py matters: it starts the REPL keeper that resets an idle unit into
+its application (firmware/board.py, REPL_IDLE_MS), a job the application does itself
+once it runs. The firmware's own reset request, the simulator's watchdog and power
+cycles restart the process as hard resets (`reset()`), and so does an exit with any
+other status: `machine.reset()` (`mpremote reset`) exits with one. The flash directory
+is kept across all of them.
+
+The ROM: the board's built-in modules that the unix port lacks (rom/machine.py: a
+`machine` with reset()) come from the rom directory beside this file, on MICROPYPATH after
+the flash directory and outside it, as a board's firmware image holds them: blank and
+flashed units alike have them, and `mpremote fs ls` does not list them.
 
 A tap (line_tap.LineTap) may listen to the line: the relay hands it every chunk, both ways,
 as it reads it.
@@ -29,6 +42,7 @@ import termios
 import threading
 import time
 import tty
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soma import paths
@@ -42,7 +56,9 @@ POWER_ON, HARD, WATCHDOG, SOFT = (
     int(cause) for cause in (ResetCause.power_on, ResetCause.hard, ResetCause.watchdog, ResetCause.soft)
 )
 SOFT_REBOOT_BANNER = b"MPY: soft reboot\r\n"
-ENTER_RAW_REPL, EXIT_RAW_REPL = 0x01, 0x02
+ROM_DIR = Path(__file__).resolve().parent / "rom"
+ENTER_RAW_REPL = 0x01
+RAW_REPL_BANNER, FRIENDLY_PROMPT = b"raw REPL; CTRL-B to exit", b">>> "
 
 
 def _raw_terminal(fd: int, signals: bool) -> None:
@@ -87,7 +103,8 @@ class VirtualBed:
         os.set_blocking(self._user_master, False)
         self._process: subprocess.Popen[bytes] | None = None
         self._bed_master: int | None = None
-        self._raw_repl = False  # the user's last mode switch (Ctrl-A raw, Ctrl-B friendly)
+        self._raw_repl = False  # the REPL's mode, from what it printed last
+        self._said = b""  # the end of the process's output, for a banner split between reads
         self._retired: list[int] = []  # pty A masters of ended processes: only the relay thread closes them
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -123,7 +140,7 @@ class VirtualBed:
         _raw_terminal(slave, signals=True)
         env = dict(
             os.environ,
-            MICROPYPATH=self.flash_dir,
+            MICROPYPATH=os.pathsep.join((self.flash_dir, str(ROM_DIR))),
             SOMA_SIM_WORLD_PORT=str(self.world_port),
             SOMA_SIM_SERIAL=self.serial,
             SOMA_SIM_DRIFT_PPB=str(self.drift_ppb),
@@ -135,6 +152,8 @@ class VirtualBed:
         command = [paths.micropython(), "-X", f"heapsize={self.heap}"]
         if not self.blank and not raw_repl:
             command += ["-i", "main.py"]
+        elif os.path.exists(os.path.join(self.flash_dir, "boot.py")):
+            command += ["-i", "boot.py"]
         self._process = subprocess.Popen(
             command,
             cwd=self.flash_dir,
@@ -149,6 +168,7 @@ class VirtualBed:
         os.set_blocking(master, False)
         self._bed_master = master
         self._raw_repl = raw_repl
+        self._said = b""
         if raw_repl:
             os.write(master, bytes([ENTER_RAW_REPL]))
         self.resets[cause] += 1
@@ -186,13 +206,15 @@ class VirtualBed:
             for fd in retired:
                 os.close(fd)
             if process is not None and process.poll() is not None:
-                self._restart_after_exit(process.returncode)
+                self._restart_after_exit(process)
                 continue
             ready, _, _ = select.select([fd for fd in (bed, self._user_master) if fd is not None], [], [], 0.05)
-            for source in ready:
-                destination = self._user_master if source == bed else bed
+            for source in ready:  # the bed first: its last words before an exit go out first
+                destination = self._user_master
                 data = _read(source)
                 if source == self._user_master:
+                    destination = self._bed_for_user(process)
+                else:
                     self._track_repl_mode(data)
                 if data and self.tap is not None:
                     self.tap.heard(data, source == bed, time.monotonic())
@@ -210,18 +232,33 @@ class VirtualBed:
             if rate:
                 time.sleep(len(chunk) / rate)
 
-    def _track_repl_mode(self, data: bytes) -> None:
-        switch = max(data.rfind(bytes([ENTER_RAW_REPL])), data.rfind(bytes([EXIT_RAW_REPL])))
-        if switch >= 0:
-            self._raw_repl = data[switch] == ENTER_RAW_REPL
+    def _track_repl_mode(self, output: bytes) -> None:
+        said = self._said + output
+        raw, friendly = said.rfind(RAW_REPL_BANNER), said.rfind(FRIENDLY_PROMPT)
+        if raw >= 0 or friendly >= 0:
+            self._raw_repl = raw > friendly
+        self._said = said[-len(RAW_REPL_BANNER) :]
 
-    def _restart_after_exit(self, status: int) -> None:
+    def _bed_for_user(self, process: "subprocess.Popen[bytes] | None") -> int | None:
+        """Where the user's bytes go. A process that ended since the relay looked is
+        restarted first, in the REPL mode it ended in: a board resets at once, so what a
+        tool sends after seeing the reset's output (mpremote's Ctrl-B after an exec of
+        machine.soft_reset()) reaches the new boot, mode switches included."""
+        if process is not None and process.poll() is not None:
+            self._restart_after_exit(process)
         with self._lock:
+            return self._bed_master
+
+    def _restart_after_exit(self, process: "subprocess.Popen[bytes]") -> None:
+        with self._lock:
+            if process is not self._process:
+                return  # reset meanwhile (the world's reset, a power cycle)
+            status = process.returncode
             self._kill()
             if status == 0:  # Ctrl-D at the REPL ends the unix port: a board soft-resets
                 self._send(self._user_master, SOFT_REBOOT_BANNER, None)
                 self._boot(SOFT, raw_repl=self._raw_repl)
-            else:  # the interpreter itself died: as a board, it comes back from reset
+            else:  # machine.reset(), or the interpreter died: as a board, it comes back from reset
                 self._boot(HARD)
 
 
