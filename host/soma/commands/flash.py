@@ -46,10 +46,13 @@ def command(
     to confirm itself, or report the unit's own rollback."""
     from soma.errors import SomaError, expected
     from soma.link.session import open_unit
+    from soma.station.firmware_build import require_boot_loader
     from soma.station.flashing import Image, flash
     from soma.station.traceability import Records
 
     records = Records(db)
+    if firmware:  # checked, then built, before any unit is opened
+        require_boot_loader(firmware)
     image = Image.build(firmware)
     progress = _progress(ports, as_json)
 

@@ -47,6 +47,7 @@ def command(
     from soma.errors import SomaError
     from soma.link.session import open_unit
     from soma.sanctuary.keys import new_key, read_key
+    from soma.station.commit import committing
     from soma.station.traceability import Records
 
     if bool(key_file) == bool(new_key_file):
@@ -54,6 +55,9 @@ def command(
     key = read_key(key_file) if key_file else None
     if new_key_file and os.path.exists(new_key_file):  # refused before the unit is opened
         raise SomaError(f"{new_key_file} exists: refusing to overwrite a key (use --key)")
+    key_folder = os.path.dirname(os.path.abspath(new_key_file or "."))
+    if new_key_file and not os.path.isdir(key_folder):
+        raise SomaError(f"--new-key {new_key_file}: no folder {key_folder} to write it in (create it, or name another)")
     records = Records(db)
     # A unit that refuses (or loses power) is recorded as refused, with the reason.
     with records.stage("provision", "refused", station, operator) as stage, open_unit(port, baud) as unit:
@@ -61,7 +65,11 @@ def command(
         if key is None:  # written once the unit is known to take it
             assert new_key_file is not None, "exactly one of --key and --new-key (checked above)"
             key = new_key(new_key_file)
-        key_id = unit.client.provision(sanctuary_id, bed_id, key).hex()
+        again = (
+            f"soma provision --port {port} --sanctuary {sanctuary_id} --bed {bed_id} --key {key_file or new_key_file}"
+        )
+        with committing(unit.client, "sanctuary key", again):
+            key_id = unit.client.provision(sanctuary_id, bed_id, key).hex()
         stage.done("provisioned", details={"sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id})
     if as_json:
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))

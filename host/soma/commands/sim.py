@@ -74,6 +74,13 @@ def command(
 
     if Path(control).exists():
         raise SomaError(f"a simulator already runs on {control} (`soma sim stop`), or remove the stale socket")
+    if blank and root:  # a kept flash directory is the user's: refused, never erased
+        flashed = [folder for folder in (Path(root) / f"bed{n}" for n in range(1, beds + 1)) if any(folder.glob("*"))]
+        if flashed:
+            raise SomaError(
+                f"--blank: {flashed[0]} already holds a unit's flash: give --root an empty or new folder"
+                " (or leave out --blank to run the units it holds)"
+            )
     sanctuary = Sanctuary(
         beds=beds,
         seed=seed,

@@ -43,14 +43,13 @@ start of the program (global time) is not in the file: it is given at upload.
 Every problem is a ProgramError: one line naming the file, the place and the key.
 """
 
-import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from soma.errors import SomaError
+from soma.files import read_document
 from soma_protocol import schema
 from soma_protocol.enums import HapticPattern, PadMode
 
@@ -117,23 +116,13 @@ class Program:
 
 
 def load(path: str | Path) -> Program:
-    """Read and validate a program file (.toml or .json); return a Program."""
+    """Read (up to DOCUMENT_MAX_BYTES) and validate a program file (.toml or .json);
+    return a Program."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
         raise ProgramError(f"{path}: unknown program file type {suffix or '(none)'!r} (use .toml or .json)")
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProgramError(f"{path}: cannot read the program: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ProgramError(f"{path}: not a text file") from None
-    try:
-        data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProgramError(f"{path}: not a TOML file: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ProgramError(f"{path}: not a JSON file: {exc}") from None
+    data = read_document(path, "program", ProgramError)
     return from_data(data, str(path))
 
 

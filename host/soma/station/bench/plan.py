@@ -1,13 +1,13 @@
 """The bench plan: a declarative TOML file of steps, loaded and checked against the measuring
 kinds (soma.station.bench.kinds); the plans shipped live in host/soma/station/plans/."""
 
-import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from soma.errors import SomaError
+from soma.files import read_document
 from soma.station.bench.kinds import KINDS
 
 DEFAULT_PLAN = Path(__file__).parent.parent / "plans" / "sb1.toml"
@@ -71,13 +71,7 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise PlanError(f"{path}: cannot read the plan: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise PlanError(f"{path}: not a TOML file: {exc}") from None
-        return cls.from_data(data, str(path))
+        return cls.from_data(read_document(path, "plan", PlanError), str(path))
 
     @classmethod
     def from_data(cls, data: dict[str, Any], where: str = "plan") -> "Plan":
