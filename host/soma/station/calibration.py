@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from soma.errors import SomaError
 from soma.link.management import ALL_FAULTS, DeviceError, ManagementClient, fault_names
+from soma.station.commit import committing
 from soma_protocol import codec, schema
 from soma_protocol.constants import ADC_FULL_SCALE, ADC_MIDSCALE, NTC_PULLUP_OHM
 
@@ -43,6 +44,7 @@ BCG_ZERO_LIMIT = 4000  # codes either side of mid scale
 BCG_GAIN_RANGE = (0.5, 2.0)
 SHAKER_SETTLE_S = 0.5
 Q16 = 1 << 16
+BATH_IDLE_C = 22.0  # room temperature, where a bath starts: safe to reach into, whatever stopped the run
 
 Coefficients = tuple[float, float, float]  # Steinhart-Hart (a, b, c)
 # One set point as `measure` gives it: (reference degC, averaged raw code per sensor, averaged unit degC per sensor)
@@ -67,6 +69,8 @@ class BathApi(Protocol):
     def set_shaker(self, codes: float) -> None: ...
 
     def shaker_hz(self) -> float: ...
+
+    def idle(self) -> None: ...
 
 
 class Bath:
@@ -109,6 +113,10 @@ class Bath:
     def shaker_hz(self) -> float:
         return float(self.ask("VIBR:FREQ?"))
 
+    def idle(self) -> None:
+        """Back to BATH_IDLE_C, shaker off (not waited for)."""
+        self._link.write(f"SOUR:TEMP {BATH_IDLE_C:.3f}\nVIBR:AMPL 0\n".encode())
+
 
 class SharedBath:
     """One bath calibrating several units at once, each in its own thread running
@@ -128,10 +136,17 @@ class SharedBath:
         self._failure: SomaError | None = None  # the SomaError it raised, for every unit
 
     def leave(self) -> None:
-        """A unit is done (or failed): the others no longer wait for it."""
+        """A unit is done (or failed): the others no longer wait for it. The last one to
+        leave puts the bath back to idle."""
         with self._turn:
             self._units -= 1
             self._release_if_complete()
+            if not self._units:
+                with self._line:
+                    _idle(self._bath)
+
+    def idle(self) -> None:
+        """Nothing: the bath goes idle when the last unit leaves."""
 
     def settle_at(self, temp_c: float, timeout: float) -> None:
         self._together(lambda: self._bath.settle_at(temp_c, timeout))
@@ -367,6 +382,11 @@ def bcg_gain(amplitude: float, reference: float = BCG_REFERENCE_CODES) -> float:
 # Any: the record's fields as the codec (construct, untyped) nests them.
 def commit_record(client: ManagementClient, values: Sequence[float | bytes]) -> tuple[int, dict[str, Any]]:
     """Write, commit and read back the calibration record; its generation and stored fields."""
+    with committing(client, "calibration", "soma calibrate"):
+        return _commit_record(client, values)
+
+
+def _commit_record(client: ManagementClient, values: Sequence[float | bytes]) -> tuple[int, dict[str, Any]]:
     try:
         client.request("calibration_write", values, timeout=5)
     except DeviceError as exc:
@@ -398,7 +418,29 @@ def calibrate(
     settle_timeout: float = 600,
     station: str = "",
 ) -> CalibrationReport:
-    """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report."""
+    """Calibrate the unit behind `client` (a ManagementClient) in `bath`; return the report.
+    The bath is left idle (BATH_IDLE_C, shaker off) however the calibration ends."""
+    try:
+        return _calibrate(client, bath, set_points, residual_limit_c, settle_timeout, station)
+    finally:
+        _idle(bath)
+
+
+def _idle(bath: BathApi) -> None:
+    try:
+        bath.idle()
+    except (SomaError, OSError):
+        pass  # a bath whose line is gone cannot be told; what stopped the run is the error told
+
+
+def _calibrate(
+    client: ManagementClient,
+    bath: BathApi,
+    set_points: Sequence[float],
+    residual_limit_c: float,
+    settle_timeout: float,
+    station: str,
+) -> CalibrationReport:
     info = client.request_fields("info", timeout=3)
     report = CalibrationReport(info["unit_serial"].decode(errors="replace"), info["firmware_hash"].hex())
     # The BCG channel first: a broken one is refused in seconds, not after the bath's sweep.
