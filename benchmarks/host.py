@@ -52,7 +52,8 @@ def _flash_figures(scratch: Path) -> Iterator[Result]:
     tree.mkdir()
     for name, data in image.files.items():
         (tree / name).write_bytes(data)
-    (tree / "main.py").write_bytes(image.bootloader)
+    for name, data in image.root.items():
+        (tree / name).write_bytes(data)
     changed = _with_one_module_changed(scratch)
     with Sanctuary(beds=2, root=scratch / "flash", baud=BAUD) as sanctuary:
         ours, theirs = (bed.port for bed in sanctuary.beds)

@@ -4,6 +4,12 @@ flasher's helpers, defined once per flash after the application was dropped from
 The host sends this file's text compressed, with the parameter block below replaced by its
 own values (flashing.receiver_source: the names must match, or the host refuses to start).
 Each helper prints one JSON line for the host, or streams acknowledgements (_recv).
+
+A host that dies or goes silent leaves these helpers waiting on stdin, which allocates
+nothing: the REPL keeper the application started as it gave up the console
+(firmware/board.py, REPL_IDLE_MS) resets the unit once REPL_IDLE_MS have passed without
+a byte. Nothing here switches slots before _finish has verified every file, so the unit
+boots its confirmed slot again, with the idle slot left unconfirmed.
 """
 
 import binascii
@@ -55,11 +61,12 @@ def _load(p):
         return None
 
 
-def _state():
+def _state(root):
     s = _load("boot.json")
     m = _load("slot_" + s["slot"] + "/manifest.json") if s else None
     abi = sys.implementation._mpy
-    print(json.dumps({"state": s, "manifest": m, "mpy": abi, "window": _window(), "loader": _sha("main.py")}))
+    h = {n: _sha(n) for n in root}
+    print(json.dumps({"state": s, "manifest": m, "mpy": abi, "window": _window(), "root": h}))
 
 
 def _window():
@@ -168,16 +175,17 @@ def _write(path, text):
     os.rename(path + ".tmp", path)
 
 
-def _finish(d, tree, firmware, protocol, loader, trial):
+def _finish(d, tree, firmware, protocol, root, trial):
     h = {n: _sha(d + "/" + n) for n in _ls(d)}
     t = "{" + ", ".join('"%s": "%s"' % (n, h[n]) for n in sorted(h)) + "}"
     ok = binascii.hexlify(hashlib.sha256(t.encode()).digest()).decode() == tree
-    if loader and _sha("main.py.new") != loader:
-        ok = False
-        h["main.py"] = ""
+    for n in root:  # root files sent as NAME.new: NAME -> their SHA-256
+        if _sha(n + ".new") != root[n]:
+            ok = False
+            h[n] = ""
     if ok:
         _write(d + "/manifest.json", json.dumps({"files": h, "firmware_hash": firmware, "protocol_hash": protocol}))
-        if loader:
-            os.rename("main.py.new", "main.py")
+        for n in sorted(root):  # boot.py before main.py: a cut between leaves the old loader
+            os.rename(n + ".new", n)
         _write("boot.json", trial)
     print(json.dumps({"ok": ok, "files": {} if ok else h}))

@@ -13,6 +13,12 @@ no base64, no exec per chunk. The stream goes in blocks the unit acknowledges (a
 WINDOW blocks in flight, so a UART's receive buffer never overflows), and the few bytes
 a line or a REPL would act on (Ctrl-A..E, CR, LF, ^Z, ^\\) are escaped, so neither a
 terminal nor a REPL that a power cut left behind can take the stream for commands.
+
+A flasher that dies mid-flash leaves the unit in the raw REPL, the receiver waiting for
+bytes; the unit's REPL keeper resets it REPL_IDLE_MS (firmware/board.py, 30 s) after the
+last byte, and it boots its confirmed slot (boot.json is switched only at the end). The
+files run from the flash root (firmware_build.ROOT_FILES: boot.py, main.py) go as
+NAME.new, renamed into place with the switch.
 """
 
 import base64
@@ -32,7 +38,7 @@ from soma import paths
 from soma.errors import SomaError
 from soma.link.serial_link import console_lines
 from soma.link.session import Unit, UnitInfo
-from soma.station.firmware_build import compile_tree
+from soma.station.firmware_build import ROOT_FILES, compile_tree
 from soma_protocol import ir
 from soma_protocol.enums import BootState
 
@@ -127,7 +133,7 @@ class Image:
 
     files: dict[str, bytes]
     manifest: dict[str, Any]  # the slot's manifest.json
-    bootloader: bytes
+    root: dict[str, bytes]  # the files run as source from the flash root (firmware_build.ROOT_FILES)
 
     @classmethod
     def build(cls, source: str | os.PathLike[str] | None = None) -> Self:
@@ -141,7 +147,9 @@ class Image:
             "firmware_hash": _tree_hash(hashes)[:16],
             "protocol_hash": f"{ir.protocol_hash():08x}",
         }
-        return cls(files, manifest, (source / "main.py").read_bytes())
+        # main.py, the boot loader, must be there; boot.py may not (a tree from before it).
+        present = [name for name in ROOT_FILES if name == "main.py" or (source / name).exists()]
+        return cls(files, manifest, {name: (source / name).read_bytes() for name in present})
 
     @property
     def firmware_hash(self) -> str:
@@ -160,7 +168,8 @@ class Image:
         for name, data in self.files.items():
             (slot / name).write_bytes(data)
         (slot / "manifest.json").write_text(json.dumps(self.manifest))
-        (root / "main.py").write_bytes(self.bootloader)
+        for name, data in self.root.items():
+            (root / name).write_bytes(data)
         (root / "boot.json").write_text(json.dumps({"slot": "a", "state": "confirmed", "tries": 0}))
 
 
@@ -207,7 +216,7 @@ def flash(
     with session.raw_repl():
         session.exec(_DROP_APPLICATION)
         session.exec(_unit_helpers())
-        unit = json.loads(session.exec("_state()"))
+        unit = json.loads(session.exec(f"_state({sorted(image.root)!r})"))
         if unit["mpy"] & 0xFF != MPY_MAJOR:
             raise SomaError(f"{session.port}: the unit loads .mpy v{unit['mpy'] & 0xFF}, this build makes v{MPY_MAJOR}")
         state, active = unit["state"], unit["manifest"]
@@ -239,11 +248,12 @@ def flash(
                 session.exec(f"_copy('slot_{old_slot}/{name}', '{target}/{name}')")
             else:
                 to_send.append((f"{target}/{name}", image.files[name]))
-        loader_hash = hashlib.sha256(image.bootloader).hexdigest()
-        if unit["loader"] != loader_hash:
-            to_send.append(("main.py.new", image.bootloader))  # renamed into place by the switch
-        else:
-            loader_hash = ""
+        root_sent: dict[str, str] = {}  # name -> SHA-256 of the root files sent, renamed into place by the switch
+        for name, data in sorted(image.root.items()):
+            digest = hashlib.sha256(data).hexdigest()
+            if unit["root"][name] != digest:
+                to_send.append((name + ".new", data))
+                root_sent[name] = digest
         if not unit["window"]:
             needed = 2**MIN_WINDOW_BITS + WINDOW_SPARE
             raise SomaError(f"{session.port}: the unit has no {needed} bytes of heap free to unpack into")
@@ -251,7 +261,7 @@ def flash(
         trial = json.dumps({"slot": new_slot, "state": "trial", "tries": 0, "previous": old_slot})
         # Verify every file; only then the manifest, the boot loader and the switch.
         firmware, protocol = image.manifest["firmware_hash"], image.manifest["protocol_hash"]
-        arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, loader_hash, trial)))
+        arguments = ", ".join(map(repr, (target, image.tree_hash, firmware, protocol, root_sent, trial)))
         verdict = json.loads(session.exec(f"_finish({arguments})"))
         if not verdict["ok"]:
             found = verdict["files"]
