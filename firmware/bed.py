@@ -108,11 +108,11 @@ class Bed:
         self._service_loaded = False  # service.py (and setup_service.py) may be in the heap
         self._service_used = 0
         self.link = ManagementLink(board.console, self._handler_for)
-        # What startup.load sets from the records:
+        # What startup.load sets from the records (startup.config set the laws):
         self.firmware_hash = bytes(8)
         self.calibration = self.comfort = self.sanctuary = self.verifier = None
         self.calibration_generation = self.boot_epoch = self.sanctuary_id = self.bed_id = 0
-        self.thermistors = self.laws = []
+        self.thermistors = []
         self.comfort_levels = (0, 0, 0, 0)  # set points (mc), light and haptic maxima (permille)
         startup.load(self)
         self.supervisor = safety.Supervisor(self.config, board.outputs, self._fault_event)
@@ -123,6 +123,7 @@ class Bed:
         self._drives = [0, 0]
         self.booted = False
         self.staged_calibration = None
+        self.stored_config = None  # a configuration written whose limits wait for a restart
         self.telemetry_every = 0  # readings (100 ms) between telemetry frames; 0: off
         self._supervised_at = 0
         self._next_beacon = _BEACON_TICKS

@@ -17,6 +17,8 @@ _CONFIG_DATA_IX_ADC_SHORT_BELOW = const(10)
 _CONFIG_DATA_IX_SETPOINT_MAX_MC = const(8)
 _CONFIG_DATA_IX_SETPOINT_MIN_MC = const(7)
 _CONFIG_DATA_IX_TRIP_MC = const(6)
+_CONFIG_DATA_IX_ZONE_LEFT_KP_Q16 = const(0)
+_CONFIG_DATA_IX_ZONE_RIGHT_KP_Q16 = const(3)
 _SETPOINT_MAX_MC = const(40000)
 _SETPOINT_MIN_MC = const(13000)
 _TRIP_MAX_MC = const(42000)
@@ -85,3 +87,21 @@ def from_record(values):
 def to_record(config):
     """As a ConfigData value list, for the record."""
     return list(config)
+
+
+def laws(config):
+    """The zones' PID laws from the configuration's Q16 gains (kp, ki, kd in a row)."""
+    from control import Pid
+
+    left, right = _CONFIG_DATA_IX_ZONE_LEFT_KP_Q16, _CONFIG_DATA_IX_ZONE_RIGHT_KP_Q16
+    return [Pid(config[zone], config[zone + 1], config[zone + 2]) for zone in (left, right)]
+
+
+def needs_restart(config, running):
+    """Whether `config` differs from the running one past the gains: the limits are taken
+    by the safety supervisor and the sensors when the unit boots."""
+    # ConfigData puts both zones' gains first, trip_mc is the first limit.
+    for index in range(_CONFIG_DATA_IX_TRIP_MC, len(config)):
+        if config[index] != running[index]:
+            return True
+    return False

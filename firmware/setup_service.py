@@ -6,6 +6,7 @@ handler takes the bed and the request's values and returns the response's values
 
 import gc
 import hashlib
+import sys
 
 from micropython import const
 
@@ -80,21 +81,35 @@ def calibration_commit(bed, request):
 
 
 def config_read(bed, request):
-    from config import to_record
-
-    return to_record(bed.config)
+    """What is stored: the configuration the unit boots with next (a write whose limits wait
+    for a restart included), so that a read-modify-write never undoes another's write."""
+    return list(bed.stored_config or bed.config)
 
 
 def config_write(bed, request):
+    config, laws, restart = _checked(bed, request)
+    gc.collect()  # the config code has gone: room for the record code
+    generation = bed.save_record(_RECORD_KIND_CONFIG, list(config))
+    # Gains apply now; limits on the next boot, when the supervisor is built with them.
+    bed.laws = laws
+    if restart:
+        bed.stored_config = config
+    else:
+        bed.config = config
+        bed.stored_config = None
+    return [generation, 1 if restart else 0]
+
+
+def _checked(bed, request):
+    """The configuration written (ValueError -> bad_payload), its laws, whether a restart is
+    needed; the config code is dropped on the way out (a provisioned unit's heap is tight)."""
     import config as config_rules
 
-    config = config_rules.from_record(request)  # ValueError -> bad_payload
-    generation = bed.save_record(_RECORD_KIND_CONFIG, config_rules.to_record(config))
-    # Gains apply now; limits on the next boot, when the supervisor is built with them.
-    from startup import laws
-
-    bed.laws = laws(config)
-    return [generation]
+    try:
+        config = config_rules.from_record(request)
+        return config, config_rules.laws(config), config_rules.needs_restart(config, bed.config)
+    finally:
+        sys.modules.pop("config", None)
 
 
 def provision_key(bed, request):
@@ -135,13 +150,17 @@ def autotune_done(bed, zone):
     law = bed.laws[zone]
     assert isinstance(law, RelayAutotune)
     tuned = law.gains()
-    values = list(bed.config)
+    values = list(bed.stored_config or bed.config)  # a stored write waiting for a restart keeps its limits
     first = _CONFIG_DATA_IX_ZONE_LEFT_KP_Q16 if zone == 0 else _CONFIG_DATA_IX_ZONE_RIGHT_KP_Q16
     values[first : first + 3] = tuned  # kp, ki, kd in a row
     import config as config_rules
 
-    bed.config = config_rules.from_record(values)
+    stored = config_rules.from_record(values)
     bed.save_record(_RECORD_KIND_CONFIG, values)
+    for index in range(3):  # the gains apply at once
+        bed.config[first + index] = tuned[index]
+    if bed.stored_config is not None:
+        bed.stored_config = stored
     bed.laws[zone] = Pid(*tuned)
     bed.laws[zone].reset(bed.sensors.temps_mc[zone])
     done = [zone, _AUTOTUNE_STATE_DONE, law.peaks - 1] + list(tuned)

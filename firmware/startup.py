@@ -13,7 +13,7 @@ from micropython import const
 
 from board import ADC_FULL_SCALE, DRIVE_FULL_POWER_W
 from console import Refused
-from control import Pid, clamp
+from control import clamp
 from thermistor import Thermistor, nominal_coefficients
 
 _COMFORT_DEFAULT_MC = const(30_000)
@@ -26,8 +26,6 @@ _CALIBRATION_CHECK_LOW_MC = const(10000)
 _CALIBRATION_DEVIATION_MAX_MK = const(3000)
 _CONFIG_DATA_IX_SETPOINT_MAX_MC = const(8)
 _CONFIG_DATA_IX_SETPOINT_MIN_MC = const(7)
-_CONFIG_DATA_IX_ZONE_LEFT_KP_Q16 = const(0)
-_CONFIG_DATA_IX_ZONE_RIGHT_KP_Q16 = const(3)
 _RECORD_FLAGS_CALIBRATION_CORRUPT = const(2)
 _RECORD_FLAGS_CALIBRATION_MISSING = const(1)
 _RECORD_FLAGS_COMFORT_CORRUPT = const(8)
@@ -56,6 +54,7 @@ def config(bed):
             bed.record_flags |= _RECORD_FLAGS_CONFIG_CORRUPT
     if checked is None:
         checked = config.validated()
+    bed.laws = config.laws(checked)
     _drop("config")  # each boot step's code goes before the next one's comes
     return checked
 
@@ -78,7 +77,6 @@ def load(bed):
             bed.config[_CONFIG_DATA_IX_SETPOINT_MAX_MC],
         )
         bed.comfort_levels = (setpoint, setpoint, 1000, _HAPTIC_DEFAULT_PERMILLE)
-    bed.laws = laws(bed.config)
     bed.boot_epoch = _next_boot_epoch(bed.board.storage)
     _, values = _load(bed, _RECORD_KIND_KEY, _RECORD_FLAGS_KEY_MISSING, _RECORD_FLAGS_KEY_CORRUPT)
     bed.sanctuary_id, bed.bed_id, key = values if values is not None else (0, 0, None)
@@ -116,12 +114,6 @@ def _join(bed, key, program):
 def _drop(module):
     sys.modules.pop(module, None)
     gc.collect()
-
-
-def laws(config):
-    """The zones' PID laws from the configuration's Q16 gains (kp, ki, kd in a row)."""
-    left, right = _CONFIG_DATA_IX_ZONE_LEFT_KP_Q16, _CONFIG_DATA_IX_ZONE_RIGHT_KP_Q16
-    return [Pid(config[zone], config[zone + 1], config[zone + 2]) for zone in (left, right)]
 
 
 def thermistors_from(calibration):

@@ -391,6 +391,13 @@ CalibrationReadResponse = Struct(
 
 GenerationPayload = Struct("generation" / Int32ul)
 
+ConfigWriteResponse = Struct(
+    "generation" / Int32ul,
+    # 1: a limit changed, which the safety supervisor and sensors take at the next boot (the
+    # record is stored; config_read returns it); gains apply at once either way
+    "restart_needed" / Int8ul,
+)
+
 BenchOverride = Struct(
     "channel" / OutputChannel,
     "level_permille" / Int16sl,  # signed for thermal drive: -1000 cool .. +1000 heat
@@ -626,7 +633,7 @@ MANAGEMENT_PAYLOADS = {
     ("request", "config_read"): Empty,
     ("response", "config_read"): ConfigData,
     ("request", "config_write"): ConfigData,
-    ("response", "config_write"): GenerationPayload,
+    ("response", "config_write"): ConfigWriteResponse,
     ("request", "bench_override"): BenchOverride,
     ("response", "bench_override"): Empty,
     ("request", "self_test"): Empty,

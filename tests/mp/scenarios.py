@@ -47,7 +47,7 @@ _MESSAGE_ID_SELF_TEST = const(10)
 _MESSAGE_ID_SET_TARGETS = const(16)
 _MESSAGE_ID_TELEMETRY_CONTROL = const(13)
 _PROGRAM_CHUNK = const(1)
-_PROGRAM_DATA = const(29)
+_PROGRAM_DATA = const(30)
 _PROGRAM_PHASE = const(2)
 _RECORD_KIND_CONFIG = const(2)
 # end of wire constants

@@ -31,6 +31,7 @@ KEY_MISSING = int(enums.RecordFlags.key_missing)  # InfoResponse record_flags
 BENCH_KEY = hashlib.sha256(b"soma bench reference key").digest()
 BENCH_SANCTUARY_ID = 0xBE0C
 REFERENCE_BED_ID = 0xFFFE  # the fixture's reference radio, as a sender
+ARMING_S = 2.0  # a rebooted unit passes its boot self-checks within this long
 
 
 def _one_of(choices: Sequence[str]) -> Check:
@@ -241,8 +242,13 @@ class Output(Kind):
 
     def measure(self, station: Station, params: dict[str, Any]) -> dict[str, float]:
         command = self.instrument[params["channel"]]
-        station.override(params["channel"], params["level_permille"], 3000)
+        station.override(params["channel"], params["level_permille"], 5000)
         try:
+            # A unit just rebooted by an earlier step drives nothing until its boot
+            # self-checks pass (a provisioned unit's boot takes longer): wait for them.
+            deadline = time.monotonic() + ARMING_S
+            while station.fixture_value(command) == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
             time.sleep(0.3)
             on = _mean([station.fixture_value(command) for _ in range(3)])
         finally:
