@@ -114,6 +114,7 @@ def test_a_rolled_back_flash_is_recorded_failed_with_its_reason(tmp_path, record
     assert started["id"] > before and rolled_back["follows"] == started["id"]
     assert (rolled_back["outcome"], rolled_back["status"]) == ("rolled_back", "failed")
     assert "did not confirm itself" in rolled_back["reason"]
+    assert rolled_back["reason"].endswith("RuntimeError: broken at import")  # the failed boot's last words
     assert records.units()[0]["firmware_hash"] == "aaaaaaaaaaaaaaaa"  # a failed flash's firmware is not the unit's
 
 

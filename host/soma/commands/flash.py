@@ -66,7 +66,9 @@ def command(
                 stage.met(unit.info)  # None on a blank unit: recorded once the new firmware names it
                 started = partial(stage.start, image.firmware_hash)
                 result = flash(unit, image, progress=progress.updater(port), on_first_write=started)
-                reason = ROLLED_BACK if result.status == "rolled_back" else ""
+                # A rollback's reason: the last line its failed boot printed (the error), if any.
+                why = result.boot_output.strip().splitlines()[-1:]
+                reason = ": ".join([ROLLED_BACK, *why]) if result.status == "rolled_back" else ""
                 stage.done(result.status, result.firmware_hash, result.__dict__, serial=result.serial, reason=reason)
         except Exception as exc:  # an expected failure is this port's; a bug stops the command
             failure = expected(exc, port)
