@@ -99,6 +99,7 @@ class Bed:
         self.local_time = LocalTime(board.clock)
         import startup
 
+        self.laws = []  # the zones' control laws, which startup.config builds
         self.config = startup.config(self)
         # The long-lived buffers first, while the heap is still in one piece.
         self.sensors = Sensors(
@@ -108,7 +109,7 @@ class Bed:
         self._service_loaded = False  # service.py (and setup_service.py) may be in the heap
         self._service_used = 0
         self.link = ManagementLink(board.console, self._handler_for)
-        # What startup.load sets from the records (startup.config set the laws):
+        # What startup.load sets from the records:
         self.firmware_hash = bytes(8)
         self.calibration = self.comfort = self.sanctuary = self.verifier = None
         self.calibration_generation = self.boot_epoch = self.sanctuary_id = self.bed_id = 0
