@@ -6,7 +6,8 @@ Requests (beds count from 1): {"op": "status"} | {"op": "stop"}
 | {"op": "fault" | "heal", "bed": 1, "kind": "open", "index": 0}
 | {"op": "bath" | "fixture", "beds": [1], "inside": true}
 | {"op": "partition", "groups": [[1, 2], [3]]}  (no groups: heal the partition)
-| {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write)
+| {"op": "power_cut", "bed": 1, "after_bytes": 40}  (the cut lands mid-write: the firmware's
+  or `soma flash`'s, sim.power_cut)
 | {"op": "stall", "bed": 1}  (the unit hangs; its watchdog resets it)
 | {"op": "record", "bed": 1, "path": "/abs/night.csv", "seconds": 60}  (its raw BCG samples)
 """
@@ -105,7 +106,7 @@ class ControlServer:
                 after = request.get("after_bytes")
                 if not isinstance(after, int) or after < 0:
                     raise ControlError("after_bytes must be a whole number >= 0")
-                bed.world.cut_power_after(after)
+                bed.cut_power_after(after)
                 return {"ok": f"bed {request['bed']}: power cut after {after} more flash bytes"}
             if op == "record":
                 seconds, path = request.get("seconds"), request.get("path")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar, cast
 
 from soma.sim.bath import CalibrationBath
+from soma.sim.power_cut import FlashWriteWatch
 from soma.sim.radio import RadioMedium, RadioSettings
 from soma.sim.sleeper import Sleeper
 from soma.sim.virtual_bed import VirtualBed
@@ -85,10 +86,28 @@ class SimBed:
             radio_latency_us=radio_latency_us,
             tap=self.world.tap,
         )
+        self.power_cut: FlashWriteWatch | None = None
 
     @property
     def port(self) -> str:
         return self.line.port
+
+    def cut_power_after(self, after_bytes: int) -> None:
+        """Cut the unit's power once `after_bytes` more bytes have gone to its flash: the
+        firmware's writes counted by the firmware (if it runs), anything else (`soma flash`'s
+        receiver) by a FlashWriteWatch; whichever comes first, once."""
+        try:
+            self.world.cut_power_after(after_bytes)
+        except RuntimeError:
+            pass  # no firmware has run (a blank unit): only the watch counts
+        if self.power_cut is not None:
+            self.power_cut.stop()
+        self.power_cut = FlashWriteWatch(self.line, after_bytes).start()
+
+    def stop(self) -> None:
+        if self.power_cut is not None:
+            self.power_cut.stop()
+        self.line.stop()
 
     def describe(self) -> BedDescription:
         return {
@@ -148,7 +167,7 @@ class Sanctuary:
         self.world.stop()
         self.bath.stop()
         for bed in self.beds:
-            bed.line.stop()
+            bed.stop()
         if self._scratch is not None:
             self._scratch.cleanup()
 
