@@ -36,4 +36,10 @@ if _held is not None:
 
     board.hold_repl()
     del board
+    # The keeper holds only what it needs: every module goes, and the heap is the REPL's
+    # (a flasher's window wants it whole); main.py imports what it runs afresh.
+    for _name in list(sys.modules):
+        if _name != "repl_keeper":
+            del sys.modules[_name]
+    del _name
 del _slot, _held

@@ -4,7 +4,6 @@ Every hardware object is built here from the pin numbers in board.py. Only this 
 imports `machine`, `network` and `espnow`.
 """
 
-import gc
 import select
 import sys
 import time
@@ -14,6 +13,7 @@ import machine
 import network
 from micropython import const
 
+import repl_keeper
 from board import (
     OUT_CHANNELS,
     OUT_DRIVE_RIGHT,
@@ -29,7 +29,6 @@ from board import (
     PWM_HAPTIC_HZ,
     PWM_LIGHT_HZ,
     REPL_IDLE_MS,
-    WATCHDOG_TIMEOUT_MS,
 )
 from storage import FlashStorage
 
@@ -53,7 +52,6 @@ _DUTY_FULL = const(65535)
 # before flipping an H-bridge direction so the old duty never drives the new direction.
 _DEAD_US = 2 * 1_000_000 // PWM_DRIVE_HZ
 _BROADCAST = b"\xff" * 6
-_KEEP_PERIOD_MS = WATCHDOG_TIMEOUT_MS // 4  # the REPL keeper's feeds and heap checks
 _KEEPER_TIMER = const(0)
 
 # machine has no brownout constant on this port (the stubs list none), so brownout is
@@ -144,50 +142,10 @@ class Outputs:
             pass
 
 
-class ReplKeeper:
-    """Holds the REPL from a hardware timer (its callback runs while the REPL waits for
-    input): feeds an armed watchdog, which cannot be stopped on the ESP32, and resets the
-    unit once the heap's allocation count has not moved for REPL_IDLE_MS (nothing ran)."""
-
-    def __init__(self):
-        self.wdt = None  # the armed machine.WDT to feed, if any
-        self._timer = None
-        self._seen = 0
-        self._quiet_ms = 0
-        self._tick = self._check  # the bound method, made once
-
-    def hold(self, wdt):
-        self.wdt = wdt
-        self._seen = gc.mem_alloc()
-        self._quiet_ms = 0
-        if self._timer is None:
-            self._timer = machine.Timer(_KEEPER_TIMER)
-            self._timer.init(period=_KEEP_PERIOD_MS, mode=machine.Timer.PERIODIC, callback=self._tick)
-
-    def release(self):
-        if self._timer is not None:
-            self._timer.deinit()
-            self._timer = None
-
-    def _check(self, timer):
-        if self.wdt is not None:
-            self.wdt.feed()
-        used = gc.mem_alloc()
-        if used != self._seen:
-            self._seen = used
-            self._quiet_ms = 0
-        else:
-            self._quiet_ms += _KEEP_PERIOD_MS
-            if self._quiet_ms >= REPL_IDLE_MS:
-                machine.reset()
-
-
-_keeper = ReplKeeper()
-
-
-def hold_repl():
-    """board.hold_repl: hold the REPL before the board is built (boot.py)."""
-    _keeper.hold(None)
+def hold_repl(wdt=None):
+    """board.hold_repl and watchdog.hold: the REPL keeper on a hardware timer, feeding `wdt`
+    (the armed machine.WDT, if any: it cannot be stopped on the ESP32)."""
+    repl_keeper.hold(REPL_IDLE_MS, wdt.feed if wdt else None, machine.reset, (), machine.Timer(_KEEPER_TIMER))
 
 
 class Watchdog:
@@ -197,7 +155,7 @@ class Watchdog:
         self._wdt = None
 
     def start(self, timeout_ms):
-        _keeper.release()  # the application feeds it: a hang must not go unnoticed
+        repl_keeper.release()  # the application feeds it: a hang must not go unnoticed
         # Once armed it cannot be stopped or reconfigured: a second start is a no-op.
         if self._wdt is None:
             self._wdt = machine.WDT(timeout=timeout_ms)
@@ -208,7 +166,7 @@ class Watchdog:
 
     def hold(self):
         """The application has handed the console to the REPL (Ctrl-C or hand-back)."""
-        _keeper.hold(self._wdt)
+        hold_repl(self._wdt)
 
 
 class Clock:

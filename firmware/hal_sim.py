@@ -16,12 +16,12 @@ sender's clock going out and the receiver's clock on arrival. A reset is the
 request in the actuators datagram: the simulator kills the process and starts it again,
 as a reset pin would (`sys.exit` cannot end a `micropython -i` process).
 
-The REPL keeper (watchdog.hold, hold_repl; see board.REPL_IDLE_MS) is a thread: the unix
+The REPL keeper (repl_keeper.py; watchdog.hold, hold_repl) runs on a thread here: the unix
 port's REPL blocks on the pseudo-terminal while other threads run. The simulator does not
-enforce a held watchdog; the keeper asks it for a hard reset once the REPL has been idle.
+enforce a held watchdog; the keeper asks it for a hard reset, with a datagram made when it
+starts holding, once the REPL has been idle.
 """
 
-import _thread
 import gc
 import os
 import select
@@ -32,6 +32,7 @@ from array import array
 
 from micropython import const
 
+import repl_keeper
 import wire_codec as wire
 from board import ADC_CHANNELS, OUT_CHANNELS, REPL_IDLE_MS
 from storage import TMP_SUFFIX, FlashStorage
@@ -57,7 +58,6 @@ _DATAGRAM_MAX = const(300)
 _HARD_RESET = const(1)
 _POWER_CUT = const(2)
 _FIRST_READING_MS = const(2_000)
-_KEEP_PERIOD_MS = const(250)  # how often the REPL keeper looks at the heap
 
 
 def _env_int(name, default):
@@ -65,39 +65,12 @@ def _env_int(name, default):
     return int(text) if text else default
 
 
-# The REPL keeper, one per process whichever link holds: _holder asks the simulator for the
-# reset (None: not holding), _keeping says its thread runs, _seen/_quiet_since are the
-# allocation count last seen and since when it has not moved (module globals: updated in
-# place, the keeper allocates nothing while it watches).
-_holder = None
-_keeping = False
-_seen = 0
-_quiet_since = 0
-
-
 def hold_repl(link=None):
-    """Hold the REPL (board.hold_repl, watchdog.hold): reset through `link` (a new link to
-    the world if None) once nothing has run at the REPL for board.REPL_IDLE_MS."""
-    global _holder, _keeping, _seen, _quiet_since
-    _seen = gc.mem_alloc()
-    _quiet_since = time.ticks_ms()
-    _holder = link or WorldLink(_env_int("SOMA_SIM_WORLD_PORT", 0))
-    if not _keeping:
-        _keeping = True
-        _thread.start_new_thread(_keep, ())
-
-
-def _keep():
-    global _keeping, _seen, _quiet_since
-    while _holder is not None:
-        used = gc.mem_alloc()
-        if used != _seen:
-            _seen = used
-            _quiet_since = time.ticks_ms()
-        elif time.ticks_diff(time.ticks_ms(), _quiet_since) >= REPL_IDLE_MS:
-            _holder.request_reset(_HARD_RESET)
-        time.sleep_ms(_KEEP_PERIOD_MS)
-    _keeping = False
+    """Hold the REPL (board.hold_repl, watchdog.hold): the keeper sends the world, through
+    `link` (a new link if None), a hard reset request made now, once the REPL has been idle."""
+    link = link or WorldLink(_env_int("SOMA_SIM_WORLD_PORT", 0))
+    send, arguments = link.reset_request()
+    repl_keeper.hold(REPL_IDLE_MS, None, send, arguments)
 
 
 class WorldLink:
@@ -223,8 +196,7 @@ class WorldLink:
 
     # ---- watchdog (enforced by the simulator, which resets the process when feeds stop)
     def start(self, timeout_ms):
-        global _holder
-        _holder = None  # the application feeds it: a hang must not go unnoticed
+        repl_keeper.release()  # the application feeds it: a hang must not go unnoticed
         if self.watchdog_held or not self.watchdog_timeout_ms:
             self.watchdog_held = 0
             self.watchdog_timeout_ms = self.watchdog_timeout_ms or timeout_ms
@@ -257,18 +229,32 @@ class WorldLink:
         now = time.ticks_us()
         if not (force or self.dirty or time.ticks_diff(now, self._sent_at) >= _HEARTBEAT_US):
             return
+        self._send_packed(self._pack_actuators())
+        self.dirty = False
+        self._sent_at = now
+
+    def _pack_actuators(self):
+        """The next actuators datagram, packed into the transmit buffer; its size."""
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         values = [self._seq] + self.outputs
         values += [self.watchdog_timeout_ms, self.watchdog_feeds & 0xFFFFFFFF, self.watchdog_held]
         values.append(self.ticks_us())
         values.append(self.reset_requested)
         values.append(self.heat_enabled)
-        self._send(_SIM_ACTUATORS, values)
-        self.dirty = False
-        self._sent_at = now
+        return wire.pack(_SIM_ACTUATORS, self._tx, 0, values)
+
+    def reset_request(self):
+        """A hard reset request that outlives this link: the socket's own (builtin) sendto
+        and its arguments, a datagram of its own and where it goes."""
+        self.reset_requested = _HARD_RESET
+        datagram = bytes(memoryview(self._tx)[: self._pack_actuators()])
+        self.reset_requested = 0
+        return self._sock.sendto, (datagram, self._world)
 
     def _send(self, layout, values):
-        size = wire.pack(layout, self._tx, 0, values)
+        self._send_packed(wire.pack(layout, self._tx, 0, values))
+
+    def _send_packed(self, size):
         try:
             self._sock.sendto(memoryview(self._tx)[:size], self._world)
         except OSError:
