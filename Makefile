@@ -34,13 +34,15 @@ typecheck: setup
 	$(BIN)/pyright -p pyrightconfig.json
 	$(BIN)/pyright -p pyrightconfig.host.json
 
-# Two phases: the tests marked `cpu` (virtual time, codecs, hypothesis: nothing measures the
-# wall clock) on every core, then the rest, which run virtual beds in real time and measure
-# their timing, alone. `make test` runs both always; the first failure's status is the result.
-# pytest's "no tests collected" (exit 5) fails `make test` when neither phase collected
-# anything (and `make check`/`test-cpu` when its one phase did not); one phase of `make test`
-# selecting nothing (PYTEST_ARGS='-k ...' matching only the other's tests) is reported, not
-# failed. PYTEST_ARGS goes to every phase: `make check PYTEST_ARGS='-k firmware'`.
+# Three phases: the tests marked `cpu` (virtual time, codecs, hypothesis: nothing measures
+# the wall clock) on every core; the tests marked `concurrent` (virtual beds in real time
+# judging no timing bar: exit statuses, records, recovery) two at a time; then the rest,
+# which run virtual beds in real time and judge their timing, alone. `make test` runs all
+# three always; the first failure's status is the result. pytest's "no tests collected"
+# (exit 5) fails `make test` when no phase collected anything (and `make check`/`test-cpu`
+# when its one phase did not); a phase selecting nothing (PYTEST_ARGS='-k ...' matching only
+# another's tests) is reported, not failed. PYTEST_ARGS goes to every phase:
+# `make check PYTEST_ARGS='-k firmware'`.
 PYTEST_ARGS ?=
 # The hypothesis profile: `ci` (10 000 examples, derandomized, the fuzz floor judged) for
 # `make test`; `dev` (300 examples) for `make check`; HYPOTHESIS_PROFILE overrides both.
@@ -49,7 +51,8 @@ PYTEST = HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-$(PROFILE)} $(BIN)/python -m 
 # worksteal: a worker that runs out takes queued tests from the other, so the long
 # virtual-time runs do not end up queued behind each other on one core.
 PYTEST_CPU = $(PYTEST) -m cpu -n auto --dist worksteal --durations=15
-PYTEST_REAL = $(PYTEST) -m "not cpu" --durations=15
+PYTEST_CONCURRENT = $(PYTEST) -m "concurrent and not cpu" -n 2 --dist worksteal --durations=15
+PYTEST_REAL = $(PYTEST) -m "not cpu and not concurrent" --durations=15
 NO_TESTS := pytest collected no tests (exit 5)
 
 # The edit loop (< 3 minutes on 2 cores): lint, codegen check, the cpu phase (dev profile).
@@ -61,11 +64,14 @@ test-cpu: setup
 	if [ $$s -eq 5 ]; then echo "make $@: FAILED: $(NO_TESTS) in the cpu phase"; fi; exit $$s
 
 test: setup lint codegen-check
-	@$(PYTEST_CPU); cpu=$$?; $(PYTEST_REAL); real=$$?; \
-	if [ $$cpu -eq 5 ] && [ $$real -eq 5 ]; then echo "make test: FAILED: $(NO_TESTS) in either phase"; exit 5; fi; \
-	if [ $$cpu -eq 5 ]; then echo "make test: note: the cpu phase selected no tests"; cpu=0; fi; \
-	if [ $$real -eq 5 ]; then echo "make test: note: the real-time phase selected no tests"; real=0; fi; \
-	if [ $$cpu -ne 0 ]; then exit $$cpu; fi; exit $$real
+	@$(PYTEST_CPU); cpu=$$?; $(PYTEST_CONCURRENT); concurrent=$$?; $(PYTEST_REAL); real=$$?; \
+	if [ $$cpu -eq 5 ] && [ $$concurrent -eq 5 ] && [ $$real -eq 5 ]; then \
+		echo "make test: FAILED: $(NO_TESTS) in every phase"; exit 5; fi; \
+	result=0; for phase in cpu:$$cpu concurrent:$$concurrent real-time:$$real; do \
+		status=$${phase#*:}; \
+		if [ $$status -eq 5 ]; then echo "make test: note: the $${phase%:*} phase selected no tests"; \
+		elif [ $$status -ne 0 ] && [ $$result -eq 0 ]; then result=$$status; fi; \
+	done; exit $$result
 
 demo: setup
 	$(BIN)/soma demo

@@ -14,6 +14,8 @@ from soma import paths
 from soma.files import DOCUMENT_MAX_BYTES
 from soma.station.bench.plan import Plan, PlanError
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 SOMA = str(Path(sys.executable).with_name("soma"))
 
 BAD_DOCUMENTS = [

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary
 from soma_protocol import ir
@@ -28,6 +30,7 @@ def changed(config, **values):
     return config
 
 
+@pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
 def test_a_provisioned_unit_stores_what_is_written_and_says_when_a_restart_is_needed(tmp_path):
     with Sanctuary(beds=1, root=tmp_path, flashed=True, sleepers=False) as sanctuary:
         with SerialLink(sanctuary.beds[0].port) as link:

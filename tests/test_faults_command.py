@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from soma.sim.sanctuary import Sanctuary
+
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
 
 SOMA = str(Path(sys.executable).with_name("soma"))
 

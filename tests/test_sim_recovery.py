@@ -20,6 +20,8 @@ from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary, wait_for
 from soma.sim.virtual_bed import HARD, SOFT
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 BIN = Path(sys.executable).parent
 REPL_IDLE_S = paths.import_firmware_module("board").REPL_IDLE_MS / 1000
 

@@ -21,6 +21,8 @@ from soma.sim.sanctuary import Sanctuary
 from soma.station.flashing import Image, flash
 from soma.station.traceability import Records
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 SOMA = str(Path(sys.executable).with_name("soma"))
 
 

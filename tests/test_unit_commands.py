@@ -2,8 +2,12 @@
 
 import time
 
+import pytest
+
 from soma.link.unit import UnitLink
 from soma.sim.sanctuary import Sanctuary
+
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
 
 
 def test_provision_writes_the_key_without_printing_it(tmp_path):

@@ -17,6 +17,8 @@ from soma.station import flashing
 from soma_protocol import codec
 from soma_protocol.enums import BootState
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 OTHER_HASH = 0x12345678
 EXAMPLE = "examples/programs/short.json"
 
