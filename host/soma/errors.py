@@ -85,6 +85,18 @@ CAUSES: dict[str, Cause] = {
         "with `soma flash --port {port}`",
         EXIT_USAGE,
     ),
+    # The calibration bath (the station's instrument) and the unit in it.
+    "bath_no_answer": Cause(
+        "{port}: the calibration bath does not answer {command} within {seconds:g} s: is this the bath's port, "
+        "and is the bath on? " + PORTS_HINT,
+        EXIT_USAGE,
+    ),
+    "bath_refused": Cause("{port}: the calibration bath refused {command}: {answer}", EXIT_USAGE),
+    "not_in_bath": Cause(
+        "{serial}: the unit is not in the bath (the shaker's reference is not seen on its bed sensor; "
+        "the pads do not follow the bath): put it in and run again",
+        EXIT_USAGE,
+    ),
     # The host.
     "missing_driver": Cause("the {module} module is not installed (it is needed for {purpose}): {install}", EXIT_USAGE),
     "file": Cause("{filename}: {reason}", EXIT_USAGE),
