@@ -95,7 +95,7 @@ def test_the_default_plan_passes_on_a_healthy_unit_with_junit_json_and_a_record(
         sanctuary.place_in_fixture(1)
         bed = sanctuary.beds[0]
         result = subprocess.run(
-            [SOMA, "bench", "--port", bed.port, "--fixture", sanctuary.bath.port]
+            [SOMA, "bench", "--port", bed.port, "--fixture", sanctuary.bath.port, "--test-key"]
             + ["--junit", str(junit), "--report", str(report), "--db", str(db), "--station", "bench-7"],
             capture_output=True,
             text=True,
@@ -109,6 +109,8 @@ def test_the_default_plan_passes_on_a_healthy_unit_with_junit_json_and_a_record(
     assert all(case.is_passed for case in cases) and suite.failures == 0 and suite.errors == 0
     data = json.loads(report.read_text())
     assert data["passed"] and data["serial"] == bed.unit.serial
+    assert data["key"] == {"arrived": "none", "left": "bench test key"}  # --test-key, said so
+    assert "leaves with bench test key" in result.stdout and "PUBLIC bench test key" in result.stdout
     heater = next(step for step in data["steps"] if step["id"] == "heater_left")
     assert {m["name"] for m in heater["measurements"]} == {"idle_current_a", "current_a", "rise_c", "stuck_latched"}
     history = subprocess.run(
@@ -130,7 +132,7 @@ def run_steps(sanctuary, step_ids, inject=None, at_step=None):
             if step_id == at_step and inject:
                 inject()
 
-        report = run_plan(plan, Station(client, Bath(fixture)), progress=progress)
+        report = run_plan(plan, Station(client, Bath(fixture), test_key=True), progress=progress)
     return {step.id: step for step in report.steps}
 
 
@@ -189,6 +191,62 @@ def test_the_radio_step_counts_the_reference_beacons_only(tmp_path):
             report = run_plan(plan, Station(link.management(), Bath(fixture), key=key))
     radio = {m.name: m.value for m in report.steps[0].measurements}
     assert report.passed and radio["received_ratio"] == 1.0
+
+
+def bench(port, fixture, *options):
+    return subprocess.run(
+        [SOMA, "bench", "--port", port, "--fixture", fixture, "--only", "identity", "--only", "radio", *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def key_flags(port):
+    info = subprocess.run([SOMA, "info", "--port", port, "--json"], capture_output=True, text=True, timeout=30)
+    return [flag for flag in json.loads(info.stdout)["record_flags"] if flag.startswith("key")]
+
+
+def test_the_bench_uses_the_operators_key_and_the_public_test_key_only_when_asked(tmp_path):
+    key_file = tmp_path / "sanctuary.key"
+    key_file.write_text(bytes(range(32)).hex() + "\n")
+    report = tmp_path / "bench.json"
+    with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True) as sanctuary:
+        blank, provisioned = (bed.port for bed in sanctuary.beds)
+        fixture = sanctuary.bath.port
+        given = subprocess.run(
+            [SOMA, "provision", "--port", provisioned, "--sanctuary", "7", "--bed", "2", "--key", str(key_file)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert given.returncode == 0, given.stderr
+        # An unprovisioned unit: neither the operator's key nor, unasked, the public one goes in.
+        for options, why in [
+            ((), "the unit is not provisioned: its radio needs a key"),
+            (("--key", str(key_file)), "cannot hold the key given (--key): provision it first"),
+        ]:
+            refused = bench(blank, fixture, *options)
+            assert refused.returncode == 2 and why in refused.stderr and "--test-key" in refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+        assert key_flags(blank) == ["key_missing"]
+        # A provisioned unit keeps its key: the public one is refused, its own is used.
+        refused = bench(provisioned, fixture, "--test-key")
+        assert refused.returncode == 2 and "holds a sanctuary key" in refused.stderr and "--key FILE" in refused.stderr
+        sanctuary.place_in_fixture(2)
+        own = bench(provisioned, fixture, "--key", str(key_file), "--report", str(report))
+        assert own.returncode == 0, own.stdout + own.stderr
+        assert json.loads(report.read_text())["key"] == {"arrived": "sanctuary key", "left": "sanctuary key"}
+        # Asked for, the public test key goes into the unprovisioned unit, and the report says it stays.
+        sanctuary.place_in_fixture(2, inside=False)  # one unit at a time in the shield box
+        sanctuary.place_in_fixture(1)
+        test = bench(blank, fixture, "--test-key", "--report", str(report))
+        assert test.returncode == 0, test.stdout + test.stderr
+        data = json.loads(report.read_text())
+        assert data["key"] == {"arrived": "none", "left": "bench test key"}
+        assert any("PUBLIC bench test key" in note for note in data["notes"])
+        assert "arrived with none, leaves with bench test key" in test.stdout
+        assert key_flags(blank) == []
 
 
 @pytest.mark.parametrize("fault", ["loss", "partition"])

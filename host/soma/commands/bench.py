@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 EPILOG = """\b
 Examples:
-  soma bench --port /dev/pts/7 --fixture /dev/pts/9
-  soma bench --port /dev/pts/7 --fixture /dev/pts/9 --junit bench.xml --report bench.json
+  soma bench --port /dev/pts/7 --fixture /dev/pts/9 --key sanctuary.key
+  soma bench --port /dev/pts/7 --fixture /dev/pts/9 --test-key --junit bench.xml --report bench.json
   soma bench --port /dev/pts/7 --plan my-plan.toml --json
   soma bench --port /dev/pts/7 --only identity --only heater_left
 """
@@ -25,7 +25,12 @@ Examples:
 @click.option("--fixture", "fixture_port", help="Serial port of the station's fixture (the calibration bath).")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="Plan file (TOML; default: the SB-1 plan).")
 @click.option(
-    "--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="Key file of a provisioned unit (radio)."
+    "--key", "key_file", type=click.Path(dir_okay=False, exists=True), help="The provisioned unit's key file (radio)."
+)
+@click.option(
+    "--test-key",
+    is_flag=True,
+    help="Test an unprovisioned unit's radio with the public bench key (it keeps it until soma provision).",
 )
 @click.option("--only", "only", multiple=True, help="Run only this step of the plan (repeatable).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False), help="Write the results as JUnit XML.")
@@ -40,6 +45,7 @@ def command(
     fixture_port: str | None,
     plan_file: str | None,
     key_file: str | None,
+    test_key: bool,
     only: tuple[str, ...],
     junit_file: str | None,
     report_file: str | None,
@@ -50,7 +56,9 @@ def command(
     operator: str,
 ) -> None:
     """Run every step of the plan (identity, sensors, heaters, runaway trip, outputs, radio,
-    watchdog...): each reports its measurements, limits and verdict. Exit 1 if any fails."""
+    watchdog...): each reports its measurements, limits and verdict. Exit 1 if any fails.
+    The radio is tested with the unit's key (--key), or on an unprovisioned unit with the
+    public test key if asked (--test-key); otherwise the run is refused before it starts."""
     import socket
 
     from soma.errors import SomaError
@@ -69,16 +77,21 @@ def command(
         plan = plan.only(only)
     if plan.needs_fixture and not fixture_port:
         raise SomaError(f"{plan.path}: this plan measures with the fixture: give --fixture PORT")
+    if key_file and test_key:
+        raise SomaError("give --key FILE (a provisioned unit) or --test-key (an unprovisioned one), not both")
     key = read_key(key_file) if key_file else None
     station = station or socket.gethostname()
     records = Records(db)
     # A bench cut down with --only is recorded as partial: it never stands for the unit's verdict.
     with records.stage("bench", "aborted", station, operator, plan.scope) as stage, open_unit(port, baud) as unit:
         stage.met(unit.info)
+        assert unit.info is not None, "open_unit (firmware=True) asked the unit's info"
+        if any(step.kind == "radio_loopback" for step in plan.steps):  # refused before anything runs
+            Station(unit.client, key=key, test_key=test_key).radio_key(unit.info.fields)
         fixture_link = SerialLink(fixture_port, 9600) if fixture_port else None
         try:
             fixture = Bath(fixture_link) if fixture_link else None
-            report = run_plan(plan, Station(unit.client, fixture, key), progress=_progress(as_json))
+            report = run_plan(plan, Station(unit.client, fixture, key, test_key), progress=_progress(as_json))
         finally:
             if fixture_link:
                 fixture_link.close()
@@ -107,6 +120,8 @@ def _print_table(report: "BenchReport") -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from soma.station.bench.kinds import KEY_BENCH
+
     table = Table(title=f"{report.plan} v{report.plan_version} — unit {report.serial or '?'}")
     for column in ("step", "measurement", "value", "limits", "verdict"):
         table.add_column(column)
@@ -122,6 +137,8 @@ def _print_table(report: "BenchReport") -> None:
             table.add_row(label, m.name, f"{m.value:.4g}", limits, f"{shown} {mark}")
     console = Console()
     console.print(table)
+    left = f"key: arrived with {report.key_arrived}, leaves with {report.key_left}"
+    console.print(left if report.key_left != KEY_BENCH else f"[yellow]{left}[/yellow]")
     for note in report.notes:
         console.print(f"note: {note}")
     overall = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"

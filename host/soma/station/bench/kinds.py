@@ -26,10 +26,14 @@ RESET_CAUSES = {int(cause): cause.name for cause in enums.ResetCause}
 BOOT_CONFIRMED = int(enums.BootState.confirmed)
 BOOT_DEVELOPMENT = int(enums.BootState.development)
 KEY_MISSING = int(enums.RecordFlags.key_missing)  # InfoResponse record_flags
-# Provisioned by the bench on a unit that has no key yet, so that its radio can be
-# tested; `soma provision` replaces it with the sanctuary's own key.
+# The bench's public test key: anyone can sign beacons with it. Only with --test-key, on a
+# unit that has no key yet, so that its radio can be tested before it is provisioned; the
+# unit keeps it (a key record cannot be taken back) until `soma provision` replaces it.
 BENCH_KEY = hashlib.sha256(b"soma bench reference key").digest()
 BENCH_SANCTUARY_ID = 0xBE0C
+BENCH_BED_ID = 1
+# What a unit's key is, as the report says it on arrival and on leaving.
+KEY_NONE, KEY_SANCTUARY, KEY_BENCH = "none", "sanctuary key", "bench test key"
 REFERENCE_BED_ID = 0xFFFE  # the fixture's reference radio, as a sender
 ARMING_S = 2.0  # a rebooted unit passes its boot self-checks within this long
 
@@ -56,14 +60,19 @@ class Fixture(Protocol):
 
 class Station:
     """What a step measures with: the unit's management client, the fixture (an object with
-    ask(command) -> text, or None) and, for the radio, the sanctuary key (bytes, or None)."""
+    ask(command) -> text, or None) and, for the radio, the operator's word on keys: the
+    sanctuary key of a provisioned unit (bytes, or None), or `test_key`: an unprovisioned
+    unit may be given the public BENCH_KEY (which it keeps until `soma provision`)."""
 
     report: "BenchReport"  # the run's report: run_plan sets it before the first step
 
-    def __init__(self, client: ManagementClient, fixture: Fixture | None = None, key: bytes | None = None) -> None:
+    def __init__(
+        self, client: ManagementClient, fixture: Fixture | None = None, key: bytes | None = None, test_key: bool = False
+    ) -> None:
         self.client = client
         self.fixture = fixture
         self.key = key
+        self.test_key = test_key
         self.expected_resets = 0
         self.boot_events_before = 0  # boot events already in when the plan started
 
@@ -84,9 +93,42 @@ class Station:
     def fixture_value(self, command: str) -> float:
         return float(self.need_fixture().ask(command))
 
+    def radio_key(self, info: dict[str, Any]) -> tuple[bytes, int]:
+        """The key and sanctuary id the radio step signs with, as the operator said (`info`:
+        the unit's info fields): SomaError with why and what to give if it cannot be tested.
+        The bench never puts a key into a unit unasked, nor replaces one."""
+        if not info["record_flags"] & KEY_MISSING:
+            if self.test_key:
+                raise SomaError(
+                    "the unit holds a sanctuary key: the public test key (--test-key) is only for a unit "
+                    "not provisioned yet: give the unit's key file (--key FILE) to test its radio"
+                )
+            if self.key is None:
+                raise SomaError("the unit holds a sanctuary key: give its key file (--key FILE) to test the radio")
+            return self.key, info["sanctuary_id"]
+        if self.key is not None:
+            raise SomaError(
+                "the unit is not provisioned, so it cannot hold the key given (--key): provision it first "
+                "(`soma provision --key FILE --sanctuary ID --bed N`), or test its radio with the public test key "
+                "instead (--test-key: the unit keeps that key until `soma provision`)"
+            )
+        if not self.test_key:
+            raise SomaError(
+                "the unit is not provisioned: its radio needs a key: provision it first "
+                "(`soma provision --key FILE --sanctuary ID --bed N`, then --key FILE here), or test it with "
+                "the public test key (--test-key: the unit keeps that key until `soma provision`), "
+                "or leave the radio step out (--only)"
+            )
+        return BENCH_KEY, BENCH_SANCTUARY_ID
+
     def boot_events(self) -> list[list[Any]]:
         self.client.poll(0.05)
         return [values for name, values in self.client.events if name == "boot_event"]
+
+
+def key_state(info: dict[str, Any]) -> str:
+    """What key a unit holds (`info`: its info fields), in the report's words."""
+    return KEY_NONE if info["record_flags"] & KEY_MISSING else KEY_SANCTUARY
 
 
 def _readings(station: Station, count: int, every_s: float = 0.11) -> list[dict[str, Any]]:
@@ -258,8 +300,9 @@ class Output(Kind):
 
 
 class RadioLoopback(Kind):
-    """The fixture's reference radio sends beacons signed with the unit's key (the bench
-    key on an unprovisioned unit, which the bench provisions first); the unit must accept
+    """The fixture's reference radio sends beacons signed with the unit's key (the operator's
+    key file, or on an unprovisioned unit with --test-key the public bench key, which the
+    bench provisions first: the report says the unit left with it); the unit must accept
     them, and the fixture must hear the unit's own beacons."""
 
     params = {"reference_beacons": _number(1, 1000), "seconds": _number(1, 120)}
@@ -269,14 +312,15 @@ class RadioLoopback(Kind):
     def measure(self, station: Station, params: dict[str, Any]) -> dict[str, float]:
         fixture = station.need_fixture()
         info = station.info()
-        key, sanctuary_id = station.key, info["sanctuary_id"]
-        if info["record_flags"] & KEY_MISSING:
-            key, sanctuary_id = BENCH_KEY, BENCH_SANCTUARY_ID
-            station.client.provision(sanctuary_id, 1, key)
+        key, sanctuary_id = station.radio_key(info)
+        if info["record_flags"] & KEY_MISSING:  # radio_key allowed it: --test-key
+            station.client.provision(sanctuary_id, BENCH_BED_ID, key)
             station.expected_resets += 1
-            station.report.notes.append("provisioned the bench test key: run soma provision before use")
-        elif key is None:
-            raise SomaError("the unit holds a sanctuary key: give its key file (--key FILE) to test the radio")
+            station.report.key_left = KEY_BENCH
+            station.report.notes.append(
+                f"the unit leaves holding the PUBLIC bench test key (sanctuary {sanctuary_id}, bed {BENCH_BED_ID}; "
+                "--test-key): anyone can sign beacons it accepts: `soma provision` gives it its sanctuary key"
+            )
         before = station.client.request_fields("loop_stats", timeout=3)["radio_accepted"]
         fixture.ask("RADI:CLEAR")
         started = time.monotonic()

@@ -57,6 +57,10 @@ class BenchReport:
     started: float = 0.0
     seconds: float = 0.0
     notes: list = field(default_factory=list)
+    # The unit's key when the bench began and when it ended ("none", "sanctuary key", or
+    # "bench test key" when --test-key put the public one in): what the operator must know.
+    key_arrived: str = ""
+    key_left: str = ""
 
     @property
     def passed(self) -> bool:
@@ -72,6 +76,7 @@ class BenchReport:
             "started": self.started,
             "seconds": round(self.seconds, 3),
             "notes": self.notes,
+            "key": {"arrived": self.key_arrived, "left": self.key_left},
             "steps": [
                 {
                     "id": step.id,

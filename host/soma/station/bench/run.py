@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from soma.errors import SomaError
 from soma.link.management import DeviceError, ManagementTimeout
-from soma.station.bench.kinds import KINDS, Station
+from soma.station.bench.kinds import KINDS, Station, key_state
 from soma.station.bench.plan import Plan
 from soma.station.bench.report import BenchReport, Measurement, StepResult
 
@@ -18,6 +18,7 @@ def run_plan(plan: Plan, station: Station, progress: Callable[[int, int, str], o
     report = BenchReport(plan.name, plan.version, started=time.time())
     station.report = report
     station.boot_events_before = len(station.boot_events())
+    report.key_arrived = report.key_left = key_state(station.info())
     started = time.monotonic()
     for index, step in enumerate(plan.steps):
         if progress:
