@@ -9,6 +9,7 @@ that a swapped-ports run filled with frames resynchronised before use."""
 import dataclasses
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -171,6 +172,28 @@ def test_a_unit_not_in_the_bath_is_named_so_in_seconds_and_recorded(tmp_path):
     assert log[1].startswith(f"{bed.unit.serial}: point 1/5 15.0 degC: settling, bath ")
     (run,) = Records(str(db), create=False).history(bed.unit.serial)
     assert (run["kind"], run["outcome"], run["status"], run["reason"]) == ("calibrate", "refused", "refused", expected)
+
+
+def test_a_bath_that_does_not_answer_is_one_line_and_recorded(tmp_path):
+    controller, silent = os.openpty()  # a port where nothing answers
+    bath_port, db = os.ttyname(silent), tmp_path / "records.db"
+    try:
+        with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000) as sanctuary:
+            sanctuary.place_in_bath(1)
+            bed = sanctuary.beds[0]
+            result = subprocess.run(
+                [SOMA, "calibrate", "--port", bed.port, "--bath", bath_port, "--db", str(db)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    finally:
+        os.close(silent)
+        os.close(controller)
+    expected = str(failure("bath_no_answer", port=bath_port, command="*IDN?", seconds=1))
+    assert result.returncode == 2 and result.stderr == f"soma: error: {expected}\n", result.stderr
+    (run,) = Records(str(db), create=False).history(bed.unit.serial)
+    assert (run["outcome"], run["reason"]) == ("refused", expected)
 
 
 def test_in_a_shared_bath_the_unit_left_out_is_named_and_the_other_calibrates(tmp_path):
