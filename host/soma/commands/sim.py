@@ -16,6 +16,7 @@ EPILOG = """\b
 Examples:
   soma sim --beds 4                      four flashed beds; prints their ports as JSON
   soma sim --beds 1 --blank --baud 115200  a factory-new unit on a paced line
+  soma sim --beds 4 --blank --time-scale 20 --bath-time-scale 1000   a line's units: the bath fast
   soma sim status                        what the running simulator has
   soma sim fault --bed 2 open 0          open bed 2's left pad thermistor
   soma sim heal --bed 2 open 0
@@ -38,6 +39,11 @@ Examples:
 @click.option(
     "--time-scale", default=1.0, show_default=True, type=click.FloatRange(0.1, 10_000), help="Pad physics speed-up."
 )
+@click.option(
+    "--bath-time-scale",
+    type=click.FloatRange(0.1, 10_000),
+    help="The calibration bath's speed-up (default: --time-scale); a unit in it takes its temperature.",
+)
 @click.option("--seed", default=1, show_default=True, help="Seed of the units' serials, clocks and tolerances.")
 @click.option("--baud", type=click.IntRange(300, 4_000_000), help="Pace each serial line (default: unpaced).")
 @click.option("--loss", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Radio frame loss.")
@@ -56,6 +62,7 @@ def command(
     beds: int,
     blank: bool,
     time_scale: float,
+    bath_time_scale: float | None,
     seed: int,
     baud: int | None,
     loss: float,
@@ -88,6 +95,7 @@ def command(
         flashed=not blank,
         baud=baud,
         time_scale=time_scale,
+        bath_time_scale=bath_time_scale,
         radio=RadioSettings(loss=loss),
         in_bed_at_s=in_bed_at,
     ).start()

@@ -133,13 +133,18 @@ class Sanctuary:
         radio: RadioSettings | None = None,
         sleepers: bool = True,
         in_bed_at_s: float = 600.0,
+        bath_time_scale: float | None = None,
     ) -> None:
+        """`bath_time_scale`: the bath's own speed-up (default: `time_scale`); a unit in the
+        bath takes the bath's temperature, so a fast bath calibrates in seconds while the
+        pads' physics keep a pace the bench's heater steps measure."""
         if beds < 1:
             raise ValueError("a sanctuary needs at least one bed")
         self._scratch = None if root else tempfile.TemporaryDirectory(prefix="soma-sim-")
         self.root = Path(root or cast(tempfile.TemporaryDirectory[str], self._scratch).name)
         self.seed = seed
-        self.bath = CalibrationBath(serial=f"CB{seed:04d}", time_scale=time_scale, seed=seed)
+        bath_scale = time_scale if bath_time_scale is None else bath_time_scale
+        self.bath = CalibrationBath(serial=f"CB{seed:04d}", time_scale=bath_scale, seed=seed)
         radio = radio or RadioSettings()
         self.world = World(radio=RadioMedium(radio, seed=seed), bath=self.bath)
         # Every unit's clock reads its offset at this instant of the host's monotonic clock
