@@ -302,6 +302,16 @@ class Records:
                 for unit in found
             ]
 
+    def latest(self, serial: str) -> dict[str, RunRow | None]:
+        """The run that stands for each stage of one unit, as units() shows it (None: never
+        run): what `soma station` resumes from."""
+        stages: dict[str, RunRow | None] = dict.fromkeys(STAGES)
+        for run in self.history(serial):
+            shown = stages.get(run["kind"])
+            if shown is None or _stands_over(run, shown):
+                stages[run["kind"]] = run
+        return stages
+
     def history(self, serial: str) -> list[RunRow]:
         with self._reading() as connection:
             runs = connection.execute(
