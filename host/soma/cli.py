@@ -12,6 +12,10 @@ Every expected failure is one line `soma: error: ...` that names the fix, worded
 cause in one table (soma.errors.CAUSES), the same in every command; the entry point
 (LazyGroup.invoke) maps them, so no command has its own try/except for them.
 
+Options take their defaults from the environment and a station file (soma.defaults):
+command line > environment (SOMA_PORT, SOMA_DB, ...) > station file (--station-file FILE,
+before or after the subcommand, or SOMA_STATION_FILE) > built-in default.
+
 `--verbose` (before or after the subcommand: `soma --verbose info ...` or `soma info ...
 --verbose`) logs the serial and management traffic to stderr, and shows an internal
 error's traceback; `--log FILE` writes that log to FILE instead.
@@ -24,6 +28,7 @@ from typing import Any, NoReturn, TextIO
 
 import click
 
+from soma import defaults
 from soma.errors import expected, internal
 
 # name -> ("module" defining `command`, or "module:attribute"; one-line help shown without importing it)
@@ -85,14 +90,20 @@ def _logging_options() -> list[click.Option]:
     ]
 
 
-def _with_logging_options(command: click.Command) -> click.Command:
+def _with_common_options(command: click.Command) -> click.Command:
+    """--verbose and --log, and the defaults of soma.defaults (environment, station file)."""
+    _add_logging_options(command)
+    defaults.apply(command)
+    return command
+
+
+def _add_logging_options(command: click.Command) -> None:
     names = {name for param in command.params for name in param.opts}
     if "--verbose" not in names:
         command.params.extend(_logging_options())
     if isinstance(command, click.Group):
         for sub in command.commands.values():
-            _with_logging_options(sub)
-    return command
+            _add_logging_options(sub)
 
 
 class LazyGroup(click.Group):
@@ -105,7 +116,7 @@ class LazyGroup(click.Group):
             return None
         module, _, attribute = entry[0].partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute or "command")
-        return _with_logging_options(command)
+        return _with_common_options(command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -151,6 +162,13 @@ def _report_bug(ctx: click.Context, exc: Exception) -> None:
 @click.version_option(package_name="soma")
 @click.option("--verbose", "-v", is_flag=True, expose_value=False, callback=_set_verbose, help=VERBOSE_HELP)
 @click.option("--log", metavar="FILE", expose_value=False, callback=_set_log, help=LOG_HELP)
+@click.option(
+    "--station-file",
+    metavar="FILE",
+    expose_value=False,
+    callback=defaults.given_before_command,
+    help=defaults.STATION_FILE_HELP,
+)
 def cli() -> None:
     """Flash, calibrate, bench-test and simulate Soma sleep-bed controllers."""
 

@@ -50,6 +50,8 @@ def command(
     from soma.station.commit import committing
     from soma.station.traceability import Records
 
+    if new_key_file and key_file and not _given(click.get_current_context(), "key_file"):
+        key_file = None  # --new-key on the command line over a --key from SOMA_KEY or the station file
     if bool(key_file) == bool(new_key_file):
         raise SomaError("give exactly one of --key FILE or --new-key FILE")
     key = read_key(key_file) if key_file else None
@@ -75,3 +77,10 @@ def command(
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:
         click.echo(f"{port}: sanctuary {sanctuary_id}, bed {bed_id}, key id {key_id}")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option `name` was given on the command line (not a default)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
