@@ -76,13 +76,11 @@ _RESERVE_BYTES = const(2_048)
 # or a tool (they send more at once: mpremote and soma follow it with Ctrl-A for the raw REPL).
 _STRAY_CTRL_C_MS = const(1_000)
 _STOPPED = b"\r\nsoma: stopped by Ctrl-C; send a byte within 1 s to stay at the REPL, or the application restarts\r\n"
-_SERVICES = ("service", "setup_service", "sanctuary_service")  # management handler modules
+_SERVICES = ("service", "setup_service", "config_service", "sanctuary_service")  # management handler modules
 _SET_UP = (  # the requests setup_service.py answers
     _MESSAGE_ID_CALIBRATION_READ,
     _MESSAGE_ID_CALIBRATION_WRITE,
     _MESSAGE_ID_CALIBRATION_COMMIT,
-    _MESSAGE_ID_CONFIG_READ,
-    _MESSAGE_ID_CONFIG_WRITE,
     _MESSAGE_ID_PROVISION_KEY,
     _MESSAGE_ID_AUTOTUNE,
 )
@@ -395,6 +393,8 @@ class Bed:
             module = "setup_service"
         elif msg == _MESSAGE_ID_PROGRAM_UPLOAD or msg == _MESSAGE_ID_SANCTUARY_STATUS:
             module = "sanctuary_service"
+        elif msg == _MESSAGE_ID_CONFIG_READ or msg == _MESSAGE_ID_CONFIG_WRITE:
+            module = "config_service"
         else:
             module = "service"
         handler = self._service(module).HANDLERS.get(msg)

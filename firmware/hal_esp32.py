@@ -13,7 +13,6 @@ import machine
 import network
 from micropython import const
 
-import repl_keeper
 from board import (
     OUT_CHANNELS,
     OUT_DRIVE_RIGHT,
@@ -145,6 +144,8 @@ class Outputs:
 def hold_repl(wdt=None):
     """board.hold_repl and watchdog.hold: the REPL keeper on a hardware timer, feeding `wdt`
     (the armed machine.WDT, if any: it cannot be stopped on the ESP32)."""
+    import repl_keeper
+
     repl_keeper.hold(REPL_IDLE_MS, wdt.feed if wdt else None, machine.reset, (), machine.Timer(_KEEPER_TIMER))
 
 
@@ -155,7 +156,11 @@ class Watchdog:
         self._wdt = None
 
     def start(self, timeout_ms):
-        repl_keeper.release()  # the application feeds it: a hang must not go unnoticed
+        # The application feeds it: a hang must not go unnoticed. The keeper's code leaves
+        # the heap with it (imported only to hold the REPL).
+        keeper = sys.modules.pop("repl_keeper", None)
+        if keeper is not None:
+            keeper.release()
         # Once armed it cannot be stopped or reconfigured: a second start is a no-op.
         if self._wdt is None:
             self._wdt = machine.WDT(timeout=timeout_ms)

@@ -32,7 +32,6 @@ from array import array
 
 from micropython import const
 
-import repl_keeper
 import wire_codec as wire
 from board import ADC_CHANNELS, OUT_CHANNELS, REPL_IDLE_MS
 from storage import TMP_SUFFIX, FlashStorage
@@ -68,6 +67,8 @@ def _env_int(name, default):
 def hold_repl(link=None):
     """Hold the REPL (board.hold_repl, watchdog.hold): the keeper sends the world, through
     `link` (a new link if None), a hard reset request made now, once the REPL has been idle."""
+    import repl_keeper
+
     link = link or WorldLink(_env_int("SOMA_SIM_WORLD_PORT", 0))
     send, arguments = link.reset_request()
     repl_keeper.hold(REPL_IDLE_MS, None, send, arguments)
@@ -196,7 +197,11 @@ class WorldLink:
 
     # ---- watchdog (enforced by the simulator, which resets the process when feeds stop)
     def start(self, timeout_ms):
-        repl_keeper.release()  # the application feeds it: a hang must not go unnoticed
+        # The application feeds it: a hang must not go unnoticed. The keeper's code leaves
+        # the heap with it (imported only to hold the REPL).
+        keeper = sys.modules.pop("repl_keeper", None)
+        if keeper is not None:
+            keeper.release()
         if self.watchdog_held or not self.watchdog_timeout_ms:
             self.watchdog_held = 0
             self.watchdog_timeout_ms = self.watchdog_timeout_ms or timeout_ms

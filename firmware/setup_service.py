@@ -1,12 +1,12 @@
-"""A unit's set-up over the management line: calibration, configuration, the sanctuary
-key and relay autotune. Loaded by bed.Bed._service when one of these requests comes (a
-station's work, not a night's), dropped with service.py when the line is quiet. Each
-handler takes the bed and the request's values and returns the response's values.
+"""A unit's set-up over the management line: calibration, the sanctuary key and relay
+autotune (the configuration is config_service.py's). Loaded by bed.Bed._service when one
+of these requests comes (a station's work, not a night's), dropped with service.py when
+the line is quiet. Each handler takes the bed and the request's values and returns the
+response's values.
 """
 
 import gc
 import hashlib
-import sys
 
 from micropython import const
 
@@ -28,8 +28,6 @@ _MESSAGE_ID_AUTOTUNE_EVENT = const(67)
 _MESSAGE_ID_CALIBRATION_COMMIT = const(6)
 _MESSAGE_ID_CALIBRATION_READ = const(4)
 _MESSAGE_ID_CALIBRATION_WRITE = const(5)
-_MESSAGE_ID_CONFIG_READ = const(7)
-_MESSAGE_ID_CONFIG_WRITE = const(8)
 _MESSAGE_ID_PROVISION_KEY = const(12)
 _NO_ROOT = const(65535)
 _RECORD_FLAGS_CALIBRATION_CORRUPT = const(2)
@@ -78,38 +76,6 @@ def calibration_commit(bed, request):
     bed.sensors.thermistors = bed.thermistors
     bed.sensing.calibrate(staged)
     return [generation]
-
-
-def config_read(bed, request):
-    """What is stored: the configuration the unit boots with next (a write whose limits wait
-    for a restart included), so that a read-modify-write never undoes another's write."""
-    return list(bed.stored_config or bed.config)
-
-
-def config_write(bed, request):
-    config, laws, restart = _checked(bed, request)
-    gc.collect()  # the config code has gone: room for the record code
-    generation = bed.save_record(_RECORD_KIND_CONFIG, list(config))
-    # Gains apply now; limits on the next boot, when the supervisor is built with them.
-    bed.laws = laws
-    if restart:
-        bed.stored_config = config
-    else:
-        bed.config = config
-        bed.stored_config = None
-    return [generation, 1 if restart else 0]
-
-
-def _checked(bed, request):
-    """The configuration written (ValueError -> bad_payload), its laws, whether a restart is
-    needed; the config code is dropped on the way out (a provisioned unit's heap is tight)."""
-    import config as config_rules
-
-    try:
-        config = config_rules.from_record(request)
-        return config, config_rules.laws(config), config_rules.needs_restart(config, bed.config)
-    finally:
-        sys.modules.pop("config", None)
 
 
 def provision_key(bed, request):
@@ -171,8 +137,6 @@ HANDLERS = {
     _MESSAGE_ID_CALIBRATION_READ: calibration_read,
     _MESSAGE_ID_CALIBRATION_WRITE: calibration_write,
     _MESSAGE_ID_CALIBRATION_COMMIT: calibration_commit,
-    _MESSAGE_ID_CONFIG_READ: config_read,
-    _MESSAGE_ID_CONFIG_WRITE: config_write,
     _MESSAGE_ID_PROVISION_KEY: provision_key,
     _MESSAGE_ID_AUTOTUNE: autotune,
 }
