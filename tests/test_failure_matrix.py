@@ -66,6 +66,7 @@ def unit_commands(port: str, bath: str, key: Path) -> dict[str, list[str]]:
         "sanctuary": ["sanctuary", "status", "--port", port],
         "program": ["program", "upload", "--port", port, PROGRAM],
         "flash": ["flash", "--port", port],
+        "station": ["station", "--port", port, "--bath", bath, "--key", str(key), "--sanctuary", "7"],
     }
 
 
@@ -135,29 +136,31 @@ def build_cases(
         expected = str(failure("port_permission", port=forbidden))
         cases.append(Case("port_permission", name, argv, expected, f"forbidden {name}", unprivileged=True))
     silent = iter(ptys)
-    for name, argv in unit_commands("PORT", next(spare), key).items():
-        if name == "flash":
-            continue  # flash finds no REPL there either: its own cause, below
+    silent_bath = next(spare)
+    for name, argv in unit_commands("PORT", silent_bath, key).items():
+        if name in ("flash", "station"):
+            continue  # flash (the station's first stage) finds no REPL there either: its own cause, below
         port = next(silent)
         argv = [port if arg == "PORT" else arg for arg in argv]
         expected = str(failure("no_answer", port=port, request="info", seconds=3))
         cases.append(Case("no_answer", name, argv, expected, f"silent {port}"))
-    port = next(silent)
-    cases.append(
-        Case("no_repl", "flash", ["flash", "--port", port], str(failure("no_repl", port=port)), "flash silent")
-    )
+    for name, argv in unit_commands("PORT", silent_bath, key).items():
+        if name in ("flash", "station"):
+            port = next(silent)
+            argv = [port if arg == "PORT" else arg for arg in argv]
+            cases.append(Case("no_repl", name, argv, str(failure("no_repl", port=port)), f"{name} silent"))
     device = f"an instrument (SomaSim,CalBath-1,{world.bath.serial},1.0)"
     for name, argv in unit_commands(bath, running, key).items():  # swapped: the bath given as the unit
-        if name == "flash":
+        if name in ("flash", "station"):
             continue
         expected = str(failure("not_soma", port=bath, device=device))
         cases.append(Case("not_soma", name, argv, expected, SHARED))
     for name, argv in unit_commands(blank, next(spare), key).items():
-        if name == "flash":
+        if name in ("flash", "station"):
             continue  # the fix: it installs the firmware
         cases.append(Case("blank", name, argv, str(failure("blank", port=blank)), "blank"))
     for name, argv in unit_commands(stopped, next(spare), key).items():
-        if name == "flash":
+        if name in ("flash", "station"):
             continue  # the fix: it restarts the firmware (test_flash)
         expected = str(failure("firmware_stopped", port=stopped))
         cases.append(Case("firmware_stopped", name, argv, expected, "stopped", before=lambda: stop_at_repl(stopped)))
@@ -231,10 +234,10 @@ def held_exclusively(port: str) -> Iterator[None]:
 
 def test_every_command_through_every_failure_is_one_line_with_its_exit_status(world, tmp_path):
     started = time.monotonic()
-    with bare_ptys(18) as ptys, held_exclusively(ptys[-1]):
+    with bare_ptys(19) as ptys, held_exclusively(ptys[-1]):
         busy, forbidden = ptys[-1], ptys[-2]
         os.chmod(forbidden, 0)  # nobody may open it (root without its capabilities included)
-        cases = build_cases(world, tmp_path, ptys[:10], ptys[10:16], busy, forbidden)
+        cases = build_cases(world, tmp_path, ptys[:11], ptys[11:17], busy, forbidden)
         groups: dict[str, list[Case]] = {}
         for case in cases:
             groups.setdefault(case.group, []).append(case)

@@ -50,6 +50,10 @@ COMMANDS = {
     "replay": ("soma.commands.replay", "Run a raw bed-sensor recording through the firmware's sensing pipeline."),
     "tour": ("soma.commands.tour", "Show the protocol end to end: host and firmware codecs side by side."),
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
+    "station": (
+        "soma.commands.station",
+        "The production line: flash, calibrate, provision, bench and label units, resumable.",
+    ),
 }
 # click >= 8.2 raises this (a UsageError) for a group run without a subcommand: it shows the help.
 NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)

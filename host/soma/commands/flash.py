@@ -4,7 +4,6 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from textwrap import indent
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
     from soma.station.flashing import FlashResult
 
 ProgressFn = Callable[[int, int | None, str], Any]
-ROLLED_BACK = "the new firmware did not confirm itself: the unit went back to its previous firmware"
 
 EPILOG = """\b
 Examples:
@@ -47,7 +45,8 @@ def command(
     from soma.errors import SomaError, expected
     from soma.link.session import open_unit
     from soma.station.firmware_build import require_boot_loader
-    from soma.station.flashing import Image, flash
+    from soma.station.flashing import Image
+    from soma.station.line import flash_recorded
     from soma.station.traceability import Records
 
     records = Records(db)
@@ -64,12 +63,7 @@ def command(
                 open_unit(port, baud, firmware=False) as unit,
             ):
                 stage.met(unit.info)  # None on a blank unit: recorded once the new firmware names it
-                started = partial(stage.start, image.firmware_hash)
-                result = flash(unit, image, progress=progress.updater(port), on_first_write=started)
-                # A rollback's reason: the last line its failed boot printed (the error), if any.
-                why = result.boot_output.strip().splitlines()[-1:]
-                reason = ": ".join([ROLLED_BACK, *why]) if result.status == "rolled_back" else ""
-                stage.done(result.status, result.firmware_hash, result.__dict__, serial=result.serial, reason=reason)
+                result = flash_recorded(unit, stage, image, progress.updater(port))
         except Exception as exc:  # an expected failure is this port's; a bug stops the command
             failure = expected(exc, port)
             if failure is None:
@@ -97,6 +91,8 @@ def command(
 
 def _outcome_text(result: "FlashResult") -> str:
     """A unit's outcome; a rollback with its reason (the failed boot's console output) below."""
+    from soma.station.line import ROLLED_BACK
+
     status, firmware = result.status, result.firmware_hash
     details = {
         "unchanged": f"{firmware} already runs",

@@ -47,7 +47,7 @@ def command(
     from soma.errors import SomaError
     from soma.link.session import open_unit
     from soma.sanctuary.keys import new_key, read_key
-    from soma.station.commit import committing
+    from soma.station.line import provision_recorded
     from soma.station.traceability import Records
 
     if new_key_file and key_file and not _given(click.get_current_context(), "key_file"):
@@ -70,9 +70,7 @@ def command(
         again = (
             f"soma provision --port {port} --sanctuary {sanctuary_id} --bed {bed_id} --key {key_file or new_key_file}"
         )
-        with committing(unit.client, "sanctuary key", again):
-            key_id = unit.client.provision(sanctuary_id, bed_id, key).hex()
-        stage.done("provisioned", details={"sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id})
+        key_id = provision_recorded(unit, stage, sanctuary_id, bed_id, key, again)
     if as_json:
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:
