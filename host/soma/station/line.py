@@ -322,10 +322,18 @@ class Line:
         from soma.link.serial_link import SerialLink
         from soma.station.calibration import Bath
 
+        if not units:
+            return
         with ExitStack() as instruments:
             fixture = None
             if self.settings.plan.needs_fixture:
-                link = instruments.enter_context(SerialLink(self.settings.fixture_port, 9600))
+                try:
+                    link = instruments.enter_context(SerialLink(self.settings.fixture_port, 9600))
+                except Exception as exc:  # no fixture: no unit can be benched
+                    for unit in units:
+                        with self._stage(unit, "bench"):
+                            raise exc
+                    return
                 fixture = SharedFixture(Bath(link), self.placement)
 
             def one(unit: UnitRun) -> None:
