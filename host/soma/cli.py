@@ -52,7 +52,7 @@ COMMANDS = {
     "sim": ("soma.commands.sim", "Run virtual beds on pseudo-terminals; inject faults; stop them."),
     "station": (
         "soma.commands.station",
-        "The production line: flash, calibrate, provision, bench and label units, resumable.",
+        "The production line: flash, calibrate, bench, provision and label units, resumable.",
     ),
 }
 # click >= 8.2 raises this (a UsageError) for a group run without a subcommand: it shows the help.
