@@ -1,11 +1,10 @@
 """The production line behind `soma station`: flash -> calibrate -> bench -> provision for
 one unit or many at once, every stage recorded (Records.stage), one verdict per unit.
 
-The bench runs in two parts around provisioning: the steps that need no key on the
-unprovisioned unit (a provisioned unit's sanctuary part leaves no heap for config_write,
-which the runaway trip needs: it answers busy), then, once provisioned, the radio with the
-sanctuary's own key. A unit that fails the first part is never given the key. (The public
-test key is no way round: a provisioned unit cannot take another key either.)
+The bench runs in two parts around provisioning: the steps that need no key first; if
+they pass, the unit is provisioned, then its radio is tested with the sanctuary's own key
+(the operator's key, not the public test key). A unit that fails the bench never holds
+the sanctuary key, and one that passes leaves holding it, as the operator expects.
 
 Resumable: a stage is skipped when the records say the unit passed it and that is still
 true on the unit (its firmware, its calibration's generation, its key, sanctuary and bed,
