@@ -16,6 +16,8 @@ from soma.sim.virtual_bed import POWER_ON
 from soma_protocol import codec
 from terminal import run_in_terminal
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 SOMA = str(Path(sys.executable).with_name("soma"))
 RESET_AT_S = 3.0
 

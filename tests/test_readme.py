@@ -29,6 +29,8 @@ import pytest
 
 from terminal import run_in_terminal
 
+pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
+
 REPO = Path(__file__).resolve().parents[1]
 SOMA = str(Path(sys.executable).with_name("soma"))
 INTERACTIVE_S = 5.0  # how long an interactive command runs before its Ctrl-C
