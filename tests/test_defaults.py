@@ -48,3 +48,26 @@ def test_defaults_come_from_the_command_line_then_the_environment_then_the_stati
     assert f"{tmp_path}: cannot read the station file" in error(["info", "--station-file", str(tmp_path)])
     # --help shows each option's environment variable.
     assert "SOMA_PORT" in CliRunner().invoke(cli, ["station", "--help"]).output
+
+
+@pytest.mark.cpu
+def test_a_flag_typed_wins_over_a_key_from_the_defaults(tmp_path, monkeypatch):
+    # --test-key (bench) and --new-key (provision) typed by the operator set aside a --key
+    # that came from SOMA_KEY or the station file; both typed together are refused.
+    monkeypatch.delenv("SOMA_STATION_FILE", raising=False)
+    key = tmp_path / "sanctuary.key"
+    key.write_text("00" * 32 + "\n")
+    bench = ["bench", "--port", "/nonexistent/unit", "--only", "identity", "--test-key"]
+
+    def error(args, **env):
+        result = CliRunner().invoke(cli, args, env=env)
+        (line,) = result.stderr.splitlines()
+        return result.exit_code, line
+
+    code, line = error(bench, SOMA_KEY=str(key))
+    assert code == 2 and "/nonexistent/unit: no such port" in line
+    code, line = error([*bench, "--key", str(key)])
+    assert code == 2 and "not both" in line
+    provision = ["provision", "--port", "/nonexistent/unit", "--sanctuary", "1", "--bed", "1"]
+    code, line = error([*provision, "--new-key", str(tmp_path / "new.key")], SOMA_KEY=str(key))
+    assert code == 2 and "/nonexistent/unit: no such port" in line

@@ -154,3 +154,11 @@ def _setting_of(param: click.Parameter) -> str | None:
     if not isinstance(param, click.Option) or param.is_flag:
         return None
     return next((_BY_OPTION[flag] for flag in param.opts if flag in _BY_OPTION), None)
+
+
+def on_command_line(ctx: click.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line, not taken from a default (the
+    environment or a station file): what the user typed wins over what a default holds."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE

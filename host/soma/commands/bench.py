@@ -61,6 +61,7 @@ def command(
     public test key if asked (--test-key); otherwise the run is refused before it starts."""
     import socket
 
+    from soma.defaults import on_command_line
     from soma.errors import SomaError
     from soma.link.serial_link import SerialLink
     from soma.link.session import open_unit
@@ -77,6 +78,8 @@ def command(
         plan = plan.only(only)
     if plan.needs_fixture and not fixture_port:
         raise SomaError(f"{plan.path}: this plan measures with the fixture: give --fixture PORT")
+    if key_file and test_key and not on_command_line(click.get_current_context(), "key_file"):
+        key_file = None  # --test-key on the command line over a --key from SOMA_KEY or the station file
     if key_file and test_key:
         raise SomaError("give --key FILE (a provisioned unit) or --test-key (an unprovisioned one), not both")
     key = read_key(key_file) if key_file else None

@@ -44,13 +44,14 @@ def command(
     operator: str,
 ) -> None:
     """Write the sanctuary key and bed id into the unit's key record; print only the key's id."""
+    from soma.defaults import on_command_line
     from soma.errors import SomaError
     from soma.link.session import open_unit
     from soma.sanctuary.keys import new_key, read_key
     from soma.station.line import provision_recorded
     from soma.station.traceability import Records
 
-    if new_key_file and key_file and not _given(click.get_current_context(), "key_file"):
+    if new_key_file and key_file and not on_command_line(click.get_current_context(), "key_file"):
         key_file = None  # --new-key on the command line over a --key from SOMA_KEY or the station file
     if bool(key_file) == bool(new_key_file):
         raise SomaError("give exactly one of --key FILE or --new-key FILE")
@@ -75,10 +76,3 @@ def command(
         click.echo(json.dumps({"port": port, "sanctuary_id": sanctuary_id, "bed_id": bed_id, "key_id": key_id}))
     else:
         click.echo(f"{port}: sanctuary {sanctuary_id}, bed {bed_id}, key id {key_id}")
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether the option `name` was given on the command line (not a default)."""
-    from click.core import ParameterSource
-
-    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
