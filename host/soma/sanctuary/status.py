@@ -106,8 +106,9 @@ class GlobalClock:
 
 
 def format_clock(at: datetime, now: datetime) -> str:
-    """A clock time, "22:31:05"; with the weekday within a week of `now` ("Fri 06:10:00"),
-    else the date ("2026-12-24 22:30:00")."""
+    """A clock time to the nearest second, "22:31:05"; with the weekday within a week of
+    `now` ("Fri 06:10:00"), else the date ("2026-12-24 22:30:00")."""
+    at += timedelta(milliseconds=500)
     if at.date() == now.date():
         return at.strftime("%H:%M:%S")
     if abs((at.date() - now.date()).days) < 7:
