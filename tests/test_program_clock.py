@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 from soma.cli import cli
 from soma.sanctuary import program as programs
+from soma.sanctuary.clock import GlobalClock, format_clock
 from soma.sanctuary.program import ProgramError
 from soma.sanctuary.program_wire import decide_upload, parse_start_at
 from soma.sanctuary.share import explain
-from soma.sanctuary.status import GlobalClock, format_clock, summarize
+from soma.sanctuary.status import summarize
 from soma_protocol.enums import BeaconFlags, ShareFlags
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core

@@ -131,8 +131,8 @@ def upload(
     from datetime import datetime
 
     from soma.link.session import open_unit
+    from soma.sanctuary.clock import format_clock
     from soma.sanctuary.program import format_duration, load
-    from soma.sanctuary.status import format_clock
 
     if start_in_s is not None and start_at is not None:
         raise click.UsageError("give --start-in or --start-at, not both")
@@ -171,9 +171,10 @@ def upload_program(
     return a summary. `client` is a ManagementClient (request, request_fields)."""
     from dataclasses import replace
 
+    from soma.sanctuary.clock import GlobalClock
     from soma.sanctuary.program import ProgramError
     from soma.sanctuary.program_wire import compile_program, decide_upload
-    from soma.sanctuary.status import GlobalClock, is_synced, read_status
+    from soma.sanctuary.status import is_synced, read_status
 
     status = read_status(client)
     decision = decide_upload(program, status, start_in_s, version, start_at, beds)

@@ -45,7 +45,8 @@ def _print(view: dict[str, Any], port: str) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from soma.sanctuary.status import format_clock, format_relative
+    from soma.sanctuary.clock import format_clock
+    from soma.sanctuary.status import format_relative
 
     now = datetime.fromisoformat(view["read_at"])
 

@@ -35,7 +35,7 @@ def describe(values: list[Any], name: str = "", start: datetime | None = None) -
     from rich.table import Table
     from rich.text import Text
 
-    from soma.sanctuary.status import format_clock
+    from soma.sanctuary.clock import format_clock
 
     def at(seconds: int) -> str:
         offset = format_duration(seconds)

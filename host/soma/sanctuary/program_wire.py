@@ -129,7 +129,7 @@ def decide_upload(
     if start_at is None:
         start_us = status["global_time_us"] + start_in_s * 1_000_000
     else:
-        from soma.sanctuary.status import GlobalClock
+        from soma.sanctuary.clock import GlobalClock
 
         clock = GlobalClock(status["global_time_us"], status["host_time_s"])
         if start_at <= clock.host_time:

@@ -14,7 +14,7 @@ from soma import paths
 from soma_protocol.enums import BeaconFlags, ShareFlags
 
 if TYPE_CHECKING:
-    from soma.sanctuary.status import GlobalClock
+    from soma.sanctuary.clock import GlobalClock
 
 BEACON_PERIOD_MS = 1000  # firmware/sanctuary.py's _PERIOD_US: a peer's age is in these
 
