@@ -69,7 +69,6 @@ def _beacon_values(index: int) -> list[int | bytes]:
         "power_grant_w": 150,
         "drift_ppb": -1250,
         "hops": 1,
-        "counts_bed_id": 0,
         "tag": bytes(schema.TAG_LEN),  # replaced by sign_beacon
     }
     return [fields[leaf.path] for leaf in codec.MESSAGES["beacon"].fields]

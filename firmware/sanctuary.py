@@ -2,8 +2,7 @@
 makes of its peers' (time sync, the program's spread, the ushering's instant, Equal Rest).
 
 Every authenticated beacon feeds the time sync (timesync.py), the peer table (for Equal
-Rest and `soma sanctuary status`; a peer stays in it however long it is silent, since Equal
-Rest counts it at its worst case then, unless a new peer needs its slot; a frame that
+Rest and `soma sanctuary status`; a peer unheard for a minute leaves it, and a frame that
 claims this bed's own id never enters it), the smart window's reports, and tells whether the
 sender holds an older program (then this bed sends its program's chunks for a while) or a
 newer one (whose chunks it will take in). A program arrives whole (upload) or in chunks,
@@ -28,8 +27,6 @@ _BEACON_FLAGS_PROGRAM_RUNNING = const(4)
 _BEACON_FLAGS_SYNCED = const(1)
 _BEACON_FLAGS_USHERING = const(8)
 _BEACON_IX_BED_ID = const(1)
-_BEACON_IX_BOOT_EPOCH = const(2)
-_BEACON_IX_COUNTS_BED_ID = const(17)
 _BEACON_IX_FLAGS = const(4)
 _BEACON_IX_GLOBAL_TIME_US = const(7)
 _BEACON_IX_HOPS = const(16)
@@ -41,22 +38,15 @@ _BEACON_IX_PROGRAM_VERSION = const(9)
 _BEACON_IX_ROOT_ID = const(5)
 _BEACON_IX_ROOT_SEQ = const(6)
 _BEACON_IX_WAKE_READINESS = const(12)
-_NO_ROOT = const(65535)
 _RADIO_BEACON = const(177)
 _RADIO_VERDICT_ACCEPTED = const(0)
 _SANCTUARY_PEERS_MAX = const(16)
-_SHARE_FLAGS_LATE = const(2)
-_SHARE_FLAGS_WAITING = const(8)
 # end of wire constants
 
 _PERIOD_US = const(1_000_000)  # beacons about once a second
 _SPREAD_US = const(3_000_000)  # after hearing an older program, send ours this long
 _FREE = const(-1)
-_NAMED_ME = const(0x8000)  # peer_fields[_ACKS + slot]: the peer has named this bed (below: its boot epoch)
-_EPOCH = const(0x7FFF)
-_BOOTED = const(4)  # why: the local time of the first beacon
-_NAMING = const(5)  # why: the slot whose peer the next beacon names
-_UNSET = const(-1)
+_GONE_US = const(60_000_000)  # a peer unheard this long leaves the table (15 stale periods)
 # Per peer, what its last beacon said (status and Equal Rest), in this order.
 PEER_FIELDS = (
     _BEACON_IX_FLAGS,
@@ -70,7 +60,6 @@ PEER_FIELDS = (
 )
 _FIELDS = const(8)  # len(PEER_FIELDS)
 _DEMAND = const(6)  # PEER_FIELDS index of the demand
-_ACKS = const(_FIELDS * _SANCTUARY_PEERS_MAX)  # peer_fields: each slot's acknowledgement
 
 
 class Sanctuary:
@@ -89,20 +78,13 @@ class Sanctuary:
         self.worst_case_w = worst_case_w
         self.seq = 0  # one replay counter over beacons and chunks
         # Peers, in fixed slots: bed id (_FREE: free), when heard (local us), and the
-        # PEER_FIELDS of its last beacon (slot * len(PEER_FIELDS) + field); then at _ACKS + slot,
-        # for Equal Rest (power_share.py), the boot epoch of its beacons (low bits) plus
-        # _NAMED_ME once one of them has named this bed (one array: each attribute costs heap).
+        # PEER_FIELDS of its last beacon (slot * len(PEER_FIELDS) + field).
         self.peer_ids = array("i", [_FREE] * _SANCTUARY_PEERS_MAX)
         self.peer_heard = [0] * _SANCTUARY_PEERS_MAX
-        self.peer_fields = array("H", bytes(2 * (_FIELDS + 1) * _SANCTUARY_PEERS_MAX))
+        self.peer_fields = array("H", bytes(2 * _FIELDS * _SANCTUARY_PEERS_MAX))
         self.demand = power_share.OwnDemand(power_share.HOLD_PERIODS * _PERIOD_US)
         self.demand_w = 0
         self.grant_w = worst_case_w  # until a program sets a budget: no limit but the bed's own
-        # Why the grant is what it is (sanctuary_status): the own demand it counts, the beds
-        # never heard it reserves, its ShareFlags, when its join window ends (global); then
-        # at _BOOTED the local time of its first beacon, where its own window starts, and at
-        # _NAMING the slot its next beacon names (one array: each attribute costs heap).
-        self.why = array("q", [0, 0, 0, 0, _UNSET, 0])
         self.program = None  # program.Program
         self.window = None  # its ushering.SmartWindow
         # spread.py's: the program's bytes and hash, the chunks being gathered
@@ -152,50 +134,22 @@ class Sanctuary:
             window.heard(self.bed_id, global_now, occupancy, readiness)
         self.demand.advertise(demand_w, local_now_us)
         self.demand_w = demand_w
-        why = self.why
-        if why[_BOOTED] == _UNSET:
-            why[_BOOTED] = local_now_us
+        for slot in range(_SANCTUARY_PEERS_MAX):  # gone: if the program counts it, it is unknown again
+            if self.peer_ids[slot] != _FREE and local_now_us - self.peer_heard[slot] > _GONE_US:
+                self.peer_ids[slot] = _FREE
         program = self.program
-        ids = self.peer_ids
         if program is None or not program.budget_w:
             self.grant_w = self.worst_case_w
-            for index in range(_BOOTED):
-                why[index] = 0
         else:
             peers = []
-            share = 0
-            fields = self.peer_fields
             stale_us = power_share.STALE_PERIODS * _PERIOD_US  # unheard this long: its worst case
             for slot in range(_SANCTUARY_PEERS_MAX):
-                if ids[slot] != _FREE:
+                if self.peer_ids[slot] != _FREE:
                     fresh = local_now_us - self.peer_heard[slot] < stale_us
-                    peers.append((ids[slot], fields[slot * _FIELDS + _DEMAND], fresh))
-                    if not fields[_ACKS + slot] & _NAMED_ME:
-                        share = _SHARE_FLAGS_WAITING
-            joins, unheard, until = power_share.membership(
-                program.beds,
-                len(peers),
-                local_now_us,
-                why[_BOOTED],
-                global_now,
-                program.start_us,
-                sync.synced,
-                _PERIOD_US,
-            )
-            share |= joins
-            counted = 0 if share & (_SHARE_FLAGS_WAITING | _SHARE_FLAGS_LATE) else self.demand.effective(local_now_us)
-            why[0], why[1], why[2], why[3] = counted, unheard, share, until
-            self.grant_w = power_share.own_grant(
-                self.bed_id, program.budget_w, counted, peers, unheard, self.worst_case_w
-            )
-        # The bed this beacon names as counted: the peers in the table, in turn.
-        named = _NO_ROOT
-        for step in range(_SANCTUARY_PEERS_MAX):
-            at = (why[_NAMING] + step) % _SANCTUARY_PEERS_MAX
-            if ids[at] != _FREE:
-                named = ids[at]
-                why[_NAMING] = at + 1
-                break
+                    peers.append((self.peer_ids[slot], self.peer_fields[slot * _FIELDS + _DEMAND], fresh))
+            unknown = max(0, program.beds - 1 - len(peers))
+            own = self.demand.effective(local_now_us)
+            self.grant_w = power_share.own_grant(self.bed_id, program.budget_w, own, peers, unknown, self.worst_case_w)
         flags |= self.flags(global_now)
         stamped = local_time.now_us()
         root_id, root_seq, hops, global_at_send = sync.beacon_fields(stamped + self._lead_us)
@@ -218,7 +172,6 @@ class Sanctuary:
             self.grant_w,
             sync.skew_ppb,
             hops,
-            named,
             b"",
         ]
         self.radio.send(buf, pack_signed(_BEACON, self.mac, buf, values))
@@ -271,13 +224,7 @@ class Sanctuary:
                 break
             if slot < 0 or (ids[slot] != _FREE and (ids[candidate] == _FREE or heard[candidate] < heard[slot])):
                 slot = candidate
-        fields = self.peer_fields
-        epoch = values[_BEACON_IX_BOOT_EPOCH] & _EPOCH
-        if ids[slot] != sender or fields[_ACKS + slot] & _EPOCH != epoch:  # new here, or restarted:
-            ids[slot] = sender
-            fields[_ACKS + slot] = epoch  # not counting this bed until it names it
-        if values[_BEACON_IX_COUNTS_BED_ID] == self.bed_id:
-            fields[_ACKS + slot] |= _NAMED_ME
+        ids[slot] = sender
         heard[slot] = local_rx_us
         at = slot * _FIELDS
         for field in PEER_FIELDS:

@@ -12,16 +12,10 @@ _MESSAGE_ID_PROGRAM_UPLOAD = const(19)
 _MESSAGE_ID_SANCTUARY_STATUS = const(20)
 _SANCTUARY_PAGE = const(4)
 _SANCTUARY_PEERS_MAX = const(16)
-_SANCTUARY_STATUS_IX_COUNTED_DEMAND_W = const(15)
-_SANCTUARY_STATUS_IX_FIRST_PEER = const(20)
-_SANCTUARY_STATUS_IX_JOIN_UNTIL_US = const(17)
-_SANCTUARY_STATUS_IX_PAGE_COUNT = const(21)
-_SANCTUARY_STATUS_IX_PEERS_0_BED_ID = const(22)
-_SANCTUARY_STATUS_IX_PEER_COUNT = const(19)
-_SANCTUARY_STATUS_IX_PROGRAM_BEDS = const(13)
-_SANCTUARY_STATUS_IX_SHARE = const(18)
-_SANCTUARY_STATUS_IX_UNHEARD_BEDS = const(16)
-_SANCTUARY_STATUS_IX_WORST_CASE_W = const(14)
+_SANCTUARY_STATUS_IX_FIRST_PEER = const(14)
+_SANCTUARY_STATUS_IX_PAGE_COUNT = const(15)
+_SANCTUARY_STATUS_IX_PEERS_0_BED_ID = const(16)
+_SANCTUARY_STATUS_IX_PEER_COUNT = const(13)
 # end of wire constants
 
 _NOT_PROVISIONED = const(0xFFFF)  # Refused detail: sanctuary requests need a key
@@ -66,15 +60,8 @@ def _status(sanctuary, local_now_us, first_peer):
         values[8] = program.start_us
         values[9] = sanctuary.window.onset_us
         values[10] = program.budget_w
-        values[_SANCTUARY_STATUS_IX_PROGRAM_BEDS] = program.beds
     values[11] = sanctuary.demand_w
     values[12] = sanctuary.grant_w
-    values[_SANCTUARY_STATUS_IX_WORST_CASE_W] = sanctuary.worst_case_w
-    why = sanctuary.why  # why the grant is what it is (power_share.py)
-    values[_SANCTUARY_STATUS_IX_COUNTED_DEMAND_W] = why[0]
-    values[_SANCTUARY_STATUS_IX_UNHEARD_BEDS] = why[1]
-    values[_SANCTUARY_STATUS_IX_SHARE] = why[2]
-    values[_SANCTUARY_STATUS_IX_JOIN_UNTIL_US] = max(why[3], 0)
     values[_SANCTUARY_STATUS_IX_FIRST_PEER] = first_peer
     at = _SANCTUARY_STATUS_IX_PEERS_0_BED_ID  # peers: bed id, age, then PEER_FIELDS (SanctuaryPeer)
     for slot in range(_SANCTUARY_PEERS_MAX):

@@ -111,8 +111,6 @@ def adopt(sanctuary, values):
     sanctuary.program_size = size = pack(_PROGRAM_DATA, sanctuary.program_bytes, 0, values)
     sanctuary.program_hash = program_hash(memoryview(sanctuary.program_bytes)[:size])
     sanctuary.program = program
-    if program.budget_w:  # nothing until the next beacon works out this bed's share of it
-        sanctuary.grant_w = 0
     sanctuary.window = SmartWindow(program.window_start_us, program.wake_at_us)
     sanctuary.assembly = sanctuary.assembly_key = None
     return True

@@ -31,7 +31,7 @@ def test_hmac_vectors_host_and_firmware(firmware, key, data, expected):
 
 
 def beacon(bed=2, epoch=1, seq=1, sanctuary=SANCTUARY, key=KEY):
-    values = [sanctuary, bed, epoch, seq, 1, 1, 5, 10**9, 3, 4, 0, 2, 2, 120, 60, 12, 1, 1, b""]
+    values = [sanctuary, bed, epoch, seq, 1, 1, 5, 10**9, 3, 4, 0, 2, 2, 120, 60, 12, 1, b""]
     return auth.sign_beacon(key, values)
 
 

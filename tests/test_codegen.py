@@ -16,7 +16,7 @@ def test_checked_in_codec_is_current():
 
 def test_check_mode_reports_stale_file(tmp_path, capsys):
     stale = tmp_path / "wire_codec.py"
-    widened = codegen.render().replace("HHiBH8s", "HHiHH8s")  # the beacon's hops, one byte wider
+    widened = codegen.render().replace("HHiB8s", "HHiH8s")  # one field, one byte wider
     assert widened != codegen.render()
     stale.write_text(widened)
     assert codegen.main(["--check", "--output", str(stale)]) == 1
@@ -99,9 +99,7 @@ def test_unsupported_constructs_stop_the_generator_by_name(node, named):
 
 def test_protocol_hash_is_in_the_codec_and_follows_the_schema(monkeypatch):
     assert wire_codec.PROTOCOL_HASH == ir.protocol_hash()
-    widened = schema.Crc32Sealed(
-        cs.Struct(*schema.Beacon.body.subcons[:-2], "counts_bed_id" / cs.Int32ul, "tag" / cs.Bytes(8))
-    )
+    widened = schema.Crc32Sealed(cs.Struct(*schema.Beacon.body.subcons[:-2], "hops" / cs.Int16ul, "tag" / cs.Bytes(8)))
     monkeypatch.setitem(schema.MESSAGES, "beacon", widened)
     assert ir.protocol_hash() != wire_codec.PROTOCOL_HASH
 

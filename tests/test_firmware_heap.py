@@ -21,7 +21,7 @@ gc.collect()
 loaded = gc.mem_alloc() - before
 mac = beacon_auth.HmacSha256(bytes(32))
 buf = bytearray(BEACON_SIZE)
-values = [7, 2, 1, 1, 1, 2, 3, 4, 5, 6, 7, 2, 1, 100, 50, -3, 0, 1, b""]
+values = [7, 2, 1, 1, 1, 2, 3, 4, 5, 6, 7, 2, 1, 100, 50, -3, 0, b""]
 beacon_auth.pack_signed(0, mac, buf, values)
 verifier = beacon_auth.BeaconVerifier(bytes(32), 7)
 assert verifier.check(buf, len(buf))[0] == ACCEPTED

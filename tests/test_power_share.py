@@ -1,16 +1,13 @@
 """Equal Rest water-filling (firmware/power_share.py), with hypothesis: the grants never
 exceed the budget (stale peers counted at their worst case), are max-min fair, never
 exceed a demand, do not depend on the order of the data, and are monotone (what makes
-differing views safe); the own demand's hold-down against a reference; the join window
-(beds never heard reserved, then counted out; a late bed held); a simulated sanctuary with
-jittered, lost and late beacons, reboots, beds that appear after the join window, a
-program whose bed count is too high or too low, and drifting clocks, where the sum of the
-beds' own grants stays within the budget at every instant and settles on the common
-max-min fair allocation; and the same under MicroPython."""
+differing views safe); the own demand's hold-down against a reference; a simulated
+sanctuary with jittered, lost and late beacons, reboots and drifting clocks, where the sum
+of the beds' own grants stays within the budget at every instant and settles on the
+common max-min fair allocation; and the same under MicroPython."""
 
 import heapq
 import itertools
-import random
 from bisect import bisect_right
 from types import SimpleNamespace
 
@@ -20,7 +17,6 @@ from hypothesis import strategies as st
 
 import power_share
 from mpexec import run_micropython
-from soma_protocol.enums import ShareFlags
 
 pytestmark = pytest.mark.cpu  # virtual time only: `make test` runs it on every core
 
@@ -170,49 +166,9 @@ def test_a_raise_counts_after_the_hold_and_a_drop_at_once():
     assert own.effective(4 * HOLD_US + 1) == 30
 
 
-# --- the join window ----------------------------------------------------------------------
-
-S = PERIOD_US = 1_000_000
-JOIN_US = power_share._JOIN_PERIODS * PERIOD_US  # private in the firmware: a public name costs a qstr
-JOINING, LATE, ALONE = (int(flag) for flag in (ShareFlags.joining, ShareFlags.late, ShareFlags.alone))
-
-
-def membership(declared, heard, local_us, booted_us, global_us, synced=True):
-    """(flags, beds never heard reserved) for a program starting at 0."""
-    flags, unheard, until = power_share.membership(
-        declared, heard, local_us, booted_us, global_us, 0, synced, PERIOD_US
-    )
-    assert until == max(0, global_us - local_us + booted_us) + JOIN_US  # the later window's end
-    return flags, unheard
-
-
-def test_never_heard_beds_are_reserved_for_the_join_window_only():
-    # night.toml's 8 beds, 1 peer heard: 6 reserved from boot through the program's window
-    assert membership(8, 1, 5 * S, 0, -60 * S) == (JOINING, 6)  # before the start
-    assert membership(8, 1, 100 * S, 0, JOIN_US - 1) == (JOINING, 6)
-    assert membership(8, 1, 100 * S, 0, JOIN_US) == (0, 0)  # then counted out
-    assert membership(8, 3, 100 * S, 0, JOIN_US) == (0, 0)
-    assert membership(2, 5, 5 * S, 0, 0) == (JOINING, 0)  # more beds heard than the program says
-    # a bed that hears no peer cannot tell being alone from being cut off: it keeps them
-    assert membership(8, 0, 100 * S, 0, 10 * JOIN_US) == (ALONE, 7)
-    assert membership(1, 0, 100 * S, 0, 10 * JOIN_US) == (ALONE, 0)
-
-
-def test_a_bed_booted_after_the_window_is_late_and_reserves_until_its_own_ends():
-    booted = 1_000 * S
-    assert membership(8, 1, booted, booted, 2 * JOIN_US) == (JOINING | LATE, 6)
-    assert membership(8, 1, booted + JOIN_US - 1, booted, 3 * JOIN_US) == (JOINING | LATE, 6)
-    assert membership(8, 1, booted + JOIN_US, booted, 3 * JOIN_US) == (0, 0)
-    # booted within the program's window: not late while the window lasts (every bed reserves
-    # the beds it never heard), late after it until its own window has passed
-    assert membership(2, 1, booted, booted, JOIN_US // 2) == (JOINING, 0)
-    assert membership(2, 1, booted + JOIN_US // 2, booted, JOIN_US) == (JOINING | LATE, 0)
-    # the program's window is trusted only on a synced clock
-    assert membership(2, 1, booted, booted, 0, synced=False) == (JOINING | LATE, 0)
-
-
 # --- a simulated sanctuary ----------------------------------------------------------------
 
+PERIOD_US = 1_000_000
 STALE_US = power_share.STALE_PERIODS * PERIOD_US
 SANCTUARY_HOLD_US = power_share.HOLD_PERIODS * PERIOD_US
 LATENCY_US = 5_000  # a beacon's advertisement to its reception timestamp: air, stack, queue
@@ -222,30 +178,19 @@ demand_values = st.one_of(st.sampled_from([0, 0, WORST_W]), st.integers(-10, WOR
 
 
 @st.composite
-def sanctuaries(draw, lossless=False, late=False):
+def sanctuaries(draw, lossless=False):
     """Beds with drifting clocks, each demand a step function, beacons every period with
     jitter, each delivery lost at random and in bursts (per sender, receiver or all), beds
-    that reboot; quiet beds also record each demand change at once, between beacons. The
-    program starts at 0 and counts `declared` beds: the beds there are, more (never heard),
-    or fewer (lossless only). late: some beds are off until about the join window's end."""
+    that reboot; quiet beds also record each demand change at once, between beacons."""
     n = draw(st.integers(2, 12))
     horizon = draw(st.integers(5, 25)) * PERIOD_US
     times = st.integers(0, horizon)
-    late_beds = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n - 1, unique=True)) if late else []
-    # a late bed appears after the others' window, or just before it ends
-    appear = {bed: draw(st.integers(JOIN_US - 3 * PERIOD_US, JOIN_US + 20 * PERIOD_US)) for bed in late_beds}
-    if late:
-        horizon += max(appear.values()) + JOIN_US
-        times = st.integers(0, horizon)
 
     def schedule():
         return sorted(draw(st.lists(st.tuples(times, demand_values), max_size=6)) + [(0, draw(demand_values))])
 
     return SimpleNamespace(
         n=n,
-        # the guarantee asks for a program counting every bed there is (`soma program upload`
-        # raises it to the beds heard); with every beacon heard fewer do as well
-        declared=draw(st.sampled_from([n, n + 6] + ([1, max(1, n - len(late_beds))] if lossless else []))),
         budget=draw(st.integers(0, n * WORST_W)),
         horizon=horizon,
         jitter=draw(st.integers(0, 200_000)),
@@ -260,13 +205,10 @@ def sanctuaries(draw, lossless=False, late=False):
                 st.tuples(times, st.integers(0, 8 * PERIOD_US), st.none() | st.integers(0, n - 1), st.booleans()),
                 max_size=4,
             )
-        )
-        # a late bed's first beacons may reach nobody for a while
-        + [(appear[bed], draw(st.integers(0, 12 * PERIOD_US)), bed, True) for bed in late_beds],
+        ),
         reboots=[]
         if lossless
         else draw(st.lists(st.tuples(st.integers(0, n - 1), times, st.integers(0, 3 * PERIOD_US)), max_size=3)),
-        appear=appear,
         rng=draw(st.randoms(use_true_random=False)),
     )
 
@@ -276,18 +218,11 @@ class SimBed:
         self.offset = offset
         self.ppm = ppm
         self.up = True
-        self.boots = 0
-        self.boot(0)
+        self.boot()
 
-    def boot(self, t):
-        self.boots += 1
+    def boot(self):
         self.own = power_share.OwnDemand(SANCTUARY_HOLD_US)
         self.heard = {}  # peer -> (latest demand heard, local time heard)
-        self.epochs = {}  # peer -> its boots when its beacons were last heard
-        self.counts_me = set()  # peers that named this bed since they (re)started
-        self.heard_of = set()  # beds named by a peer, never heard: reserved at worst case
-        self.naming = 0
-        self.booted = self.local(t)
 
     def local(self, t):
         return self.offset + t + t * self.ppm // 1_000_000
@@ -301,40 +236,17 @@ class SimBed:
             t -= 1
         return t
 
-    def named(self):
-        """The bed this beacon names as counted, in turn (None: none)."""
-        counted = [*self.heard, *sorted(self.heard_of)]
-        if not counted:
-            return None
-        self.naming += 1
-        return counted[self.naming % len(counted)]
-
-    def hear(self, me, sender, demand, epoch, named, local_us):
-        if self.epochs.get(sender) != epoch:  # new here, or restarted: it has to name this bed again
-            self.counts_me.discard(sender)
-            self.epochs[sender] = epoch
-        self.heard_of.discard(sender)
-        self.heard[sender] = (demand, local_us)
-        if named == me:
-            self.counts_me.add(sender)
-        elif named is not None and named not in self.heard:
-            self.heard_of.add(named)
-
-    def view(self, bed_id, t, declared, budget):
-        """(own grant, effective own demand, reserved watts, fresh beds, held) at true time t
-        (the global clock: the beds are synced)."""
+    def view(self, bed_id, t, n, budget):
+        """(own grant, effective own demand, reserved watts, fresh beds) at true time t."""
         if not self.up:
-            return 0, 0, 0, 0, True
+            return 0, 0, 0, 0
         now = self.local(t)
+        effective = self.own.effective(now)
         peers = [(peer, demand, now - heard < STALE_US) for peer, (demand, heard) in self.heard.items()]
-        counted = len(peers) + len(self.heard_of)
-        share, unheard, _ = power_share.membership(declared, counted, now, self.booted, t, 0, True, PERIOD_US)
-        held = bool(share & LATE) or any(peer not in self.counts_me for peer in self.heard)
-        effective = 0 if held else self.own.effective(now)
-        reserved = unheard + len(self.heard_of)
-        grant = power_share.own_grant(bed_id, budget, effective, peers, reserved, WORST_W)
+        unknown = n - 1 - len(peers)
+        grant = power_share.own_grant(bed_id, budget, effective, peers, unknown, WORST_W)
         fresh = 1 + sum(1 for peer in peers if peer[2])
-        return grant, effective, WORST_W * (reserved + len(peers) + 1 - fresh), fresh, held
+        return grant, effective, WORST_W * (n - fresh), fresh
 
 
 def demand_at(schedule, t):
@@ -343,8 +255,7 @@ def demand_at(schedule, t):
 
 def simulate(sanctuary, until):
     """Run the sanctuary to `until` (true us); check the budget and that no occupied bed is
-    starved (unless held: late, or not yet named by every peer it hears) at every instant
-    where any bed's view changes; return the final grants."""
+    starved at every instant where any bed's view changes; return the final grants."""
     s, rng = sanctuary, sanctuary.rng
     sim = [SimBed(offset, ppm) for offset, ppm in s.clocks]
     events = []  # (true time, order, kind, bed, payload)
@@ -355,8 +266,6 @@ def simulate(sanctuary, until):
 
     for bed in range(s.n):
         at(rng.randrange(PERIOD_US), "send", bed)
-        at(JOIN_US, "check", bed)  # the program's join window ends
-        at(sim[bed].when(sim[bed].booted + JOIN_US), "check", bed)  # and the bed's own
     if s.quiet:
         for bed, schedule in enumerate(s.schedules):
             for t, _ in schedule[1:]:
@@ -364,9 +273,6 @@ def simulate(sanctuary, until):
     for bed, start, down in s.reboots:
         at(start, "down", bed)
         at(start + down, "up", bed)
-    for bed, start in s.appear.items():
-        sim[bed].up = False  # off from the start
-        at(start, "up", bed)
     grants = [0] * s.n
     while events and events[0][0] <= until:
         t = events[0][0]
@@ -382,27 +288,26 @@ def simulate(sanctuary, until):
                 me.own.advertise(demand, me.local(t))
                 at(me.when(me.local(t) + SANCTUARY_HOLD_US), "check", bed)
                 if kind == "send":
-                    beacon = (bed, demand, me.boots, me.named())
                     for peer in range(s.n):
                         lost = rng.random() < s.loss or any(
                             start <= t < start + length and who in (None, bed if by_sender else peer)
                             for start, length, who, by_sender in s.bursts
                         )
                         if peer != bed and not lost:
-                            at(t + rng.randint(0, LATENCY_US), "receive", peer, beacon)
+                            at(t + rng.randint(0, LATENCY_US), "receive", peer, (bed, demand))
             elif kind == "receive" and me.up:
-                me.hear(bed, *payload, me.local(t))
+                sender, demand = payload
+                me.heard[sender] = (demand, me.local(t))
                 at(me.when(me.local(t) + STALE_US), "check", bed)
             elif kind == "down":
                 me.up = False
             elif kind == "up" and not me.up:
                 me.up = True
-                me.boot(t)
-                at(me.when(me.booted + JOIN_US), "check", bed)
+                me.boot()
         for bed in changed:
-            grant, effective, reserved, fresh, held = sim[bed].view(bed, t, s.declared, s.budget)
+            grant, effective, reserved, fresh = sim[bed].view(bed, t, s.n, s.budget)
             grants[bed] = grant
-            if effective > 0 and not held and s.budget - reserved >= fresh:  # the budget covers the reservations
+            if effective > 0 and s.budget - reserved >= fresh:  # the budget covers the reservations
                 assert grant > 0, f"bed {bed} starved at {t} us"
         assert sum(grants) <= s.budget, f"over budget at {t} us: {grants}, budget {s.budget}"
     return grants
@@ -415,44 +320,12 @@ def test_the_sanctuary_never_exceeds_its_budget_whatever_the_beacons_do(sanctuar
 
 
 @SIMULATION
-@given(sanctuaries(late=True))
-def test_beds_appearing_after_the_join_window_never_take_the_sanctuary_over_budget(sanctuary):
-    # The others have counted out the beds they never heard; a late bed draws nothing
-    # until its own window has passed, by which time they hear it (bursts of loss are
-    # shorter than a window), and from then on everyone counts it.
-    simulate(sanctuary, sanctuary.horizon + SANCTUARY_HOLD_US + STALE_US)
-
-
-def test_a_late_bed_nobody_hears_at_first_draws_nothing_until_they_count_it():
-    # Beds 0 and 1 share 480 W at full demand; bed 2 appears after the join window and its
-    # first 12 beacons reach nobody. Drawing its share of three at once (160 W) would take
-    # the sanctuary to 640 W: it waits until both have named it (and its own window).
-    sanctuary = SimpleNamespace(
-        n=3,
-        declared=3,
-        budget=480,
-        horizon=80 * S,
-        jitter=0,
-        clocks=[(0, 0), (7, 20), (3 * S, -30)],
-        schedules=[[(0, WORST_W)]] * 3,
-        quiet=False,
-        loss=0.0,
-        bursts=[(25 * S, 12 * S, 2, True)],
-        reboots=[],
-        appear={2: 25 * S},
-        rng=random.Random(1),
-    )
-    assert simulate(sanctuary, 80 * S) == [160, 160, 160]
-
-
-@SIMULATION
-@given(st.one_of(sanctuaries(lossless=True), sanctuaries(lossless=True, late=True)))
+@given(sanctuaries(lossless=True))
 def test_with_every_beacon_heard_the_beds_settle_on_the_common_fair_share(sanctuary):
     s = sanctuary
-    last_change = max([schedule[-1][0] for schedule in s.schedules] + [t + JOIN_US for t in s.appear.values()])
-    # the new demand goes on air within a beacon interval and counts after the hold; the
-    # beds never heard are counted out once the join window has passed
-    settled = max(last_change + PERIOD_US + s.jitter + LATENCY_US + SANCTUARY_HOLD_US, JOIN_US) + PERIOD_US
+    last_change = max(schedule[-1][0] for schedule in s.schedules)
+    # the new demand goes on air within a beacon interval and counts after the hold
+    settled = last_change + PERIOD_US + s.jitter + LATENCY_US + SANCTUARY_HOLD_US + PERIOD_US
     final = {bed: demand_at(schedule, settled) for bed, schedule in enumerate(s.schedules)}
     expected = power_share.grants(s.budget, [(bed, demand, True) for bed, demand in final.items()], WORST_W)
     assert dict(enumerate(simulate(s, settled))) == expected
@@ -469,23 +342,10 @@ def test_the_same_grants_under_micropython():
         "own.advertise(90, 1000)\n"
         "own.advertise(300, 3000)\n"
         "held = [own.effective(5999), own.effective(6000), own.effective(8000)]\n"
-        f"windows = [power_share.membership(*case) for case in {MEMBERSHIP_CASES!r}]\n"
         f"print(json.dumps([power_share.grants(700, {demands!r}, {WORST_W}), "
-        f"power_share.own_grant(7, 700, 120, {demands[:4]!r}, 1, {WORST_W}), held, windows]))"
+        f"power_share.own_grant(7, 700, 120, {demands[:4]!r}, 1, {WORST_W}), held]))"
     )
-    grants, own_grant, held, windows = run_micropython(code)
+    grants, own_grant, held = run_micropython(code)
     assert {int(bed): grant for bed, grant in grants.items()} == power_share.grants(700, demands, WORST_W)
     assert own_grant == power_share.own_grant(7, 700, 120, demands[:4], 1, WORST_W)
     assert held == [0, 90, 300]
-    # the join window on the ESP32's clock values: local and global times as big ints
-    assert [tuple(window) for window in windows] == [power_share.membership(*case) for case in MEMBERSHIP_CASES]
-    assert {tuple(window[:2]) for window in windows} == {(JOINING, 6), (0, 0), (JOINING | LATE, 6), (ALONE, 7)}
-
-
-BIG = 1 << 40  # a clock well past 31-bit small ints
-MEMBERSHIP_CASES = [
-    (8, 1, BIG, BIG, BIG, BIG - 1, True, PERIOD_US),  # just booted, in the program's window
-    (8, 1, BIG + JOIN_US, BIG, BIG + JOIN_US, BIG - 1, True, PERIOD_US),  # both windows over
-    (8, 1, BIG, BIG, BIG + JOIN_US, BIG - 1, True, PERIOD_US),  # booted after the program's: late
-    (8, 0, BIG + JOIN_US, BIG, BIG + JOIN_US, BIG - 1, True, PERIOD_US),  # alone
-]

@@ -221,15 +221,7 @@ NOW_US = 10**12
 
 
 def status(program_id=0, version=0, now_us=NOW_US):
-    """The sanctuary_status fields decide_upload reads: a bed alone so far."""
-    return {
-        "program_id": program_id,
-        "program_version": version,
-        "global_time_us": now_us,
-        "bed_id": 1,
-        "peers": [],
-        "worst_case_w": 240,
-    }
+    return {"program_id": program_id, "program_version": version, "global_time_us": now_us}
 
 
 def test_the_start_is_the_beds_global_time_plus_start_in():

@@ -3,7 +3,7 @@
 """Every constant the schema shares between firmware and host, as plain ints."""
 
 VERSION = "0.1.0"  # pyproject.toml's: the firmware reports it too
-PROTOCOL_HASH = 0xACDF357B
+PROTOCOL_HASH = 0x2801BA4C
 PROTOCOL_VERSION = 1
 FRAME_FLAG = 126
 FRAME_ESCAPE = 125

@@ -190,10 +190,3 @@ class SelfTest(IntFlag):
     sensor_ambient = 4
     pad_plausible = 8
     idle_current = 16
-
-
-class ShareFlags(IntFlag):
-    joining = 1
-    late = 2
-    alone = 4
-    waiting = 8

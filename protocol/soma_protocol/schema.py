@@ -431,14 +431,6 @@ ProgramUploadResponse = Struct(
     "version" / Int16ul,
 )
 
-# Equal Rest's state on one bed (sanctuary_status; firmware/power_share.py): `joining`: in
-# its join window (beds the program counts but never heard are reserved at worst case);
-# `late`: booted after the program's join window, it draws nothing until its own has passed
-# (its beacons reach the others first); `alone`: it hears no peer, so it keeps the
-# never-heard beds reserved; `waiting`: a peer it hears has not named it yet (counts_bed_id),
-# so it draws nothing.
-ShareFlags = FlagsEnum(Int8ul, joining=1, late=2, alone=4, waiting=8)
-
 SanctuaryPeer = Struct(
     "bed_id" / Int16ul,
     "age_ms" / Int32ul,  # since its last accepted beacon
@@ -473,17 +465,8 @@ SanctuaryStatus = Struct(
     "program_start_us" / Int64ul,
     "ushering_at_us" / Int64ul,  # 0: not decided yet
     "budget_w" / Int16ul,
-    "demand_w" / Int16ul,  # what its beacons advertise
+    "demand_w" / Int16ul,
     "grant_w" / Int16ul,
-    # Why the grant is what it is (firmware/power_share.py): the program's bed count, what
-    # each bed not heard or stale is reserved at, the own demand the grant counts (a raise
-    # held down; 0 while late or waiting), the beds never heard reserved now, until when.
-    "program_beds" / Int8ul,
-    "worst_case_w" / Int16ul,
-    "counted_demand_w" / Int16ul,
-    "unheard_beds" / Int8ul,
-    "join_until_us" / Int64ul,  # global time its join window ends (0: no program)
-    "share" / ShareFlags,
     "peer_count" / Int8ul,  # peers known in all
     "first_peer" / Int8ul,
     "page_count" / Int8ul,  # peers in this page: the first page_count of `peers`
@@ -754,10 +737,6 @@ Beacon = _radio_frame(
     "power_grant_w" / Int16ul,
     "drift_ppb" / Int32sl,
     "hops" / Int8ul,
-    # Equal Rest's acknowledgement: one bed the sender hears and counts, a different one
-    # each beacon; NO_ROOT: none. A bed draws only once every peer it hears has named it
-    # (firmware/power_share.py).
-    "counts_bed_id" / Int16ul,
 )
 
 # One piece of a program (its ProgramData record payload), so that it spreads by radio. The
@@ -918,5 +897,4 @@ ENUMS = {
     "RecordFlags": RecordFlags,
     "HapticPattern": HapticPattern,
     "SelfTest": SelfTest,
-    "ShareFlags": ShareFlags,
 }

@@ -718,7 +718,7 @@ def _beacon(mac, sender, seq, root_id, root_seq, global_us, sanctuary_id=7):
     from beacon_auth import pack_signed
 
     buf = bytearray(64)
-    values = [sanctuary_id, sender, 1, seq, 3, root_id, root_seq, global_us, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFFFF, b""]
+    values = [sanctuary_id, sender, 1, seq, 3, root_id, root_seq, global_us, 0, 0, 0, 0, 0, 0, 0, 0, 0, b""]
     return bytes(buf[: pack_signed(_BEACON, mac, buf, values)])
 
 

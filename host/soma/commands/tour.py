@@ -84,7 +84,6 @@ def _beacon_values(seq: int) -> list[Any]:
         "power_grant_w": 80,
         "drift_ppb": -13_500,
         "hops": 1,
-        "counts_bed_id": 1,
         "tag": b"",
     }
     return [fields[leaf.path] for leaf in codec.MESSAGES["beacon"].fields]

@@ -1,7 +1,6 @@
 """A compiled sleep program described for people: its phases, the ushering and the
-sanctuary lines, as a rich table; with clock times when its start is given."""
+sanctuary lines, as a rich table."""
 
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from soma.sanctuary.program import HAPTICS, PAD_MODES, format_duration
@@ -28,38 +27,30 @@ def format_light(permille: int, ramp_s: int) -> str:
     return f"{level} over {format_duration(ramp_s)}" if ramp_s else level
 
 
-def describe(values: list[Any], name: str = "", start: datetime | None = None) -> "Group":
+def describe(values: list[Any], name: str = "") -> "Group":
     """A compiled program (ProgramData values) for people: a rich table of its phases, then
-    the ushering and the sanctuary lines; each time also as a clock time if it starts at `start`."""
+    the ushering and the sanctuary lines."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    from soma.sanctuary.clock import format_clock
-
-    def at(seconds: int) -> str:
-        offset = format_duration(seconds)
-        return offset if start is None else f"{format_clock(start + timedelta(seconds=seconds), start)} ({offset})"
-
     data = program_data(values)
     version = f"v{data['version']}" if data["version"] else "(version chosen at upload)"
     title = f"program {data['program_id']} {version}" + (f" — {name}" if name else "")
-    if start is not None:
-        title += f", {start.strftime('%a %Y-%m-%d %H:%M %Z')}"
     table = Table(title=f"{title}, {format_duration(data['duration_s'])}")
     for column in ("#", "at", "pad", "light", "haptic"):
         table.add_column(column)
     for number, phase in enumerate(data["phases"], 1):
         table.add_row(
             str(number),
-            at(phase["at_s"]),
+            format_duration(phase["at_s"]),
             format_pad(phase["pad_mode"], phase["pad_mc"]),
             format_light(phase["light_permille"], phase["light_ramp_s"]),
             HAPTIC_NAMES.get(phase["haptic"], str(phase["haptic"])),
         )
-    wake_at = at(data["wake_at_s"])
+    wake_at = format_duration(data["wake_at_s"])
     window = data["smart_window_s"]
-    when = f"between {at(data['wake_at_s'] - window)} and {wake_at} (smart window)" if window else wake_at
+    when = f"between {format_duration(data['wake_at_s'] - window)} and {wake_at} (smart window)" if window else wake_at
     ushering = (
         f"Wake-Dream Ushering {when}: light {format_light(data['ushering_light_permille'], data['ushering_ramp_s'])}, "
         f"pad {format_pad(data['ushering_pad_mode'], data['ushering_pad_mc'])}, "
@@ -67,7 +58,4 @@ def describe(values: list[Any], name: str = "", start: datetime | None = None) -
     )
     budget = f"{data['budget_w']} W" if data["budget_w"] else "the beds' configured budget"
     beds = f"{data['beds']} bed" + ("s" if data["beds"] != 1 else "")
-    lines = [Text(ushering), Text(f"Equal Rest: {budget} shared by {beds}")]
-    if start is not None:
-        lines.insert(0, Text(f"starts at {format_clock(start, start)}, ends at {at(data['duration_s'])}"))
-    return Group(table, *lines)
+    return Group(table, Text(ushering), Text(f"Equal Rest: {budget} shared by {beds}"))

@@ -1,12 +1,10 @@
 """What one bed knows of its sanctuary (sanctuary_status), read page by page, as a
-JSON-ready view, and the sanctuary's global time as people read it: clock times, from the
-host's wall clock at the instant the bed read its global time."""
+JSON-ready view, and the sanctuary's global time as people read it."""
 
-import time
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from soma_protocol.enums import BeaconFlags, Occupancy, ShareFlags, WakeReadiness
+from soma_protocol.enums import BeaconFlags, Occupancy, WakeReadiness
 
 if TYPE_CHECKING:
     from soma.link.management import ManagementClient
@@ -17,12 +15,8 @@ STATUS_TIMEOUT_S = 3
 def read_status(client: "ManagementClient", timeout: float = STATUS_TIMEOUT_S) -> dict[str, Any]:
     """sanctuary_status fields with every peer the bed knows: the bed answers a page of
     peers at a time (small frames for its small heap), so this asks page after page.
-    `client` is a ManagementClient (request_fields). One key is the host's, not the bed's:
-    `host_time_s`, the host's wall clock (s since the epoch) when the bed read its global
-    time (the middle of the first request)."""
-    asked = time.time()
+    `client` is a ManagementClient (request_fields)."""
     fields = client.request_fields("sanctuary_status", [0], timeout=timeout)
-    fields["host_time_s"] = (asked + time.time()) / 2
     peers = fields["peers"][: fields["page_count"]]
     while fields["page_count"] and len(peers) < fields["peer_count"]:
         page = client.request_fields("sanctuary_status", [len(peers)], timeout=timeout)
@@ -36,33 +30,23 @@ def read_status(client: "ManagementClient", timeout: float = STATUS_TIMEOUT_S) -
 
 def summarize(fields: dict[str, Any]) -> dict[str, Any]:
     """sanctuary_status fields (as read_status gives them) as a JSON-ready dict: flag,
-    occupancy and readiness names, only the peers in use, times relative to the bed's now
-    and as clock times (`*_at`: ISO 8601 in the host's time zone), Equal Rest's reasons
-    (soma.sanctuary.share). Raw fields keep their units: `_us` global time in µs, `_w` W,
-    `_s` seconds, `_ppm`."""
-    from soma.sanctuary.clock import GlobalClock
-    from soma.sanctuary.share import explain
-
+    occupancy and readiness names, only the peers in use, times relative to the bed's now."""
     occupancy = _names(Occupancy)
     readiness = _names(WakeReadiness)
     now = fields["global_time_us"]
-    clock = GlobalClock(now, fields["host_time_s"])
     view: dict[str, Any] = {
         key: fields[key]
         for key in ("bed_id", "root_id", "hops", "global_time_us", "program_id", "program_version", "budget_w")
     }
-    view["read_at"] = clock.at(now).isoformat(timespec="milliseconds")
     view["flags"] = flag_names(fields["flags"])
     view["skew_ppm"] = fields["skew_ppb"] / 1000
     view["demand_w"], view["grant_w"] = fields["demand_w"], fields["grant_w"]
     has_program = bool(fields["program_id"])
     view["program_start_us"] = fields["program_start_us"] if has_program else None
     view["program_start_in_s"] = (fields["program_start_us"] - now) / 1e6 if has_program else None
-    view["program_start_at"] = clock.iso(fields["program_start_us"]) if has_program else None
     decided = bool(fields["ushering_at_us"])  # 0: not decided yet
     view["ushering_at_us"] = fields["ushering_at_us"] if decided else None
     view["ushering_in_s"] = (fields["ushering_at_us"] - now) / 1e6 if decided else None
-    view["ushering_at"] = clock.iso(fields["ushering_at_us"]) if decided else None
     view["peers"] = [
         {
             "bed_id": peer["bed_id"],
@@ -78,12 +62,7 @@ def summarize(fields: dict[str, Any]) -> dict[str, Any]:
         }
         for peer in fields["peers"]
     ]
-    view["equal_rest"] = explain(fields, clock)
     return view
-
-
-def share_names(bits: int) -> list[str]:
-    return [str(flag.name) for flag in ShareFlags if bits & flag]
 
 
 def is_synced(flags: int) -> bool:
@@ -97,6 +76,11 @@ def flag_names(bits: int) -> list[str]:
 
 def _names(enum: type[IntEnum]) -> dict[int, str]:
     return {int(member): member.name for member in enum}
+
+
+def format_global_time(us: float) -> str:
+    """Global time (µs on the sanctuary's clock) as seconds."""
+    return f"{us / 1e6:.3f} s"
 
 
 def format_relative(seconds: float) -> str:
