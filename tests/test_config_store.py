@@ -1,12 +1,8 @@
 """A unit's configuration, written and read over the management line on a provisioned
 virtual bed (the tightest heap): config_read returns what is stored, so a second tool's
 read-modify-write keeps the first one's values; a write says when its limits wait for a
-restart; the default bench plan (which writes the configuration) passes on such a unit."""
-
-import json
-import subprocess
-import sys
-from pathlib import Path
+restart (the default bench plan, which writes the configuration, passes on such a unit:
+tests/test_bench.py)."""
 
 import pytest
 
@@ -14,7 +10,6 @@ from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary
 from soma_protocol import ir
 
-SOMA = str(Path(sys.executable).with_name("soma"))
 KEY = bytes(range(32))
 FIELDS = [str(leaf.path) for leaf in ir.all_messages()["config_data"].fields]
 
@@ -56,24 +51,3 @@ def test_a_provisioned_unit_stores_what_is_written_and_says_when_a_restart_is_ne
             _, restart3 = client.request("config_write", changed(booted, **{"zone_left.kp_q16": 39_000}), timeout=10)
             assert restart3 == 0
             assert field(client.request("config_read", timeout=5), "zone_left.kp_q16") == 39_000
-
-
-def test_the_default_bench_plan_passes_on_a_provisioned_unit(tmp_path):
-    key_file = tmp_path / "sanctuary.key"
-    key_file.write_text(KEY.hex() + "\n")
-    report = tmp_path / "bench.json"
-    with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=20) as sanctuary:
-        bed = sanctuary.beds[0]
-        with SerialLink(bed.port) as link:
-            link.management().provision(3, 1, KEY)
-        sanctuary.place_in_fixture(1)
-        result = subprocess.run(
-            [SOMA, "bench", "--port", bed.port, "--fixture", sanctuary.bath.port, "--key", str(key_file)]
-            + ["--report", str(report)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert result.returncode == 0, result.stdout + result.stderr
-    steps = {step["id"]: step for step in json.loads(report.read_text())["steps"]}
-    assert steps["runaway_trip"]["passed"] and steps["radio"]["passed"]
