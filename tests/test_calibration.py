@@ -146,7 +146,6 @@ def assert_steps_in_order(events, set_points):
     assert events[-1]["seconds_left"] == 0
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 def test_a_unit_not_in_the_bath_is_named_so_in_seconds_and_recorded(tmp_path):
     # The bed is not placed in the bath: its sleeper's heart and breath, at 1000x, are all
     # its bed sensor reads. The bath's first move (22 -> 15 degC) shows the pads stay put.
@@ -175,7 +174,6 @@ def test_a_unit_not_in_the_bath_is_named_so_in_seconds_and_recorded(tmp_path):
     assert (run["kind"], run["outcome"], run["status"], run["reason"]) == ("calibrate", "refused", "refused", expected)
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 def test_a_bath_that_does_not_answer_is_one_line_and_recorded(tmp_path):
     controller, silent = os.openpty()  # a port where nothing answers
     bath_port, db = os.ttyname(silent), tmp_path / "records.db"
@@ -198,7 +196,6 @@ def test_a_bath_that_does_not_answer_is_one_line_and_recorded(tmp_path):
     assert (run["outcome"], run["reason"]) == ("refused", expected)
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 def test_in_a_shared_bath_the_unit_left_out_is_named_and_the_other_calibrates(tmp_path):
     with Sanctuary(beds=2, root=tmp_path / "beds", flashed=True, time_scale=1000, seed=4) as sanctuary:
         sanctuary.place_in_bath(2)
@@ -222,7 +219,6 @@ def test_in_a_shared_bath_the_unit_left_out_is_named_and_the_other_calibrates(tm
     assert by_unit[report.serial][-1].phase == "done"
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 def test_the_bath_line_is_resynchronised_after_frames_were_written_to_it(tmp_path):
     with Sanctuary(beds=1, root=tmp_path / "beds", flashed=True, time_scale=1000, seed=4) as sanctuary:
         sanctuary.place_in_bath(1)
@@ -264,7 +260,6 @@ def test_a_fit_over_the_residual_limit_is_refused(tmp_path):
             assert client.request("calibration_read", timeout=5)[0] == 0  # still nominal
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 @pytest.mark.parametrize(
     ("broken", "refusal"),
     [
@@ -289,7 +284,6 @@ def test_a_broken_bcg_channel_is_refused_and_nothing_is_committed(tmp_path, brok
             assert bath.ask("VIBR:AMPL?") == "0"  # the shaker is off again
 
 
-@pytest.mark.concurrent  # no timing bar judged: run beside another
 def test_a_curve_far_from_the_nominal_thermistor_is_refused_by_the_unit(tmp_path):
     # A wrong part on the right pad (R25 5 kOhm): the fit follows it, 15 K off the nominal NTC,
     # and a curve like that could hide an overheated pad from the trip: the unit refuses it.

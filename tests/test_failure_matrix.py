@@ -31,8 +31,6 @@ from soma.cli import COMMANDS
 from soma.errors import CAUSES, failure
 from soma.sim.sanctuary import Sanctuary, install_firmware
 
-pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
-
 SOMA = str(Path(sys.executable).with_name("soma"))
 REPO = Path(__file__).resolve().parents[1]
 PROGRAM = str(REPO / "examples" / "programs" / "night.toml")

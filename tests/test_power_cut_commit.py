@@ -10,14 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from soma import paths
 from soma.link.serial_link import SerialLink
 from soma.sim.sanctuary import Sanctuary
 from soma.station.calibration import BATH_IDLE_C
-
-pytestmark = pytest.mark.concurrent  # virtual beds in real time, no timing bar judged: two at a time
 
 SOMA = str(Path(sys.executable).with_name("soma"))
 
