@@ -133,7 +133,9 @@ class Bed:
         self._program_on = False
         self._alarm_for = 0  # the ushering instant the scheduler's alarm is set for
         self._demand_permille = 0  # what the control laws asked of both zones, before the grant
-        # What only boot needs goes (a rare save or re-provisioning brings it back).
+        # What only boot needs goes (a rare save or re-provisioning brings it back); this
+        # frame's name for it too, or its code would stay until __init__ returns.
+        del startup
         for module in ("startup", "config", "records"):
             sys.modules.pop(module, None)
         gc.collect()
