@@ -1,5 +1,5 @@
-"""A night program on the sanctuary's global clock: checked when it arrives (spread.check),
-then asked what the bed should do at a moment of the night.
+"""A night program on the sanctuary's global clock: checked when it arrives
+(program_intake.check), then asked what the bed should do at a moment of the night.
 
 A program (schema ProgramData) is phases at offsets from its start, each setting the pads
 (keep, off, an absolute set point, or an offset from the sleeper's comfort profile), the
@@ -55,7 +55,7 @@ _WAVE_US = const(4_000_000)  # haptic wave: up and down over four seconds
 
 class Program:
     def __init__(self, values):
-        """`values`: a ProgramData payload (wire values) that spread.check accepted."""
+        """`values`: a ProgramData payload (wire values) that program_intake.check accepted."""
         self.id = values[_PROGRAM_DATA_IX_PROGRAM_ID]
         self.version = values[_PROGRAM_DATA_IX_VERSION]
         self.start_us = values[_PROGRAM_DATA_IX_START_US]

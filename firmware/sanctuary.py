@@ -11,6 +11,7 @@ is loaded at boot, while the heap is in one piece. Runs once per beacon and per 
 frame, and at 10 Hz for the program: off the sample path.
 """
 
+import sys
 from array import array
 
 from micropython import const
@@ -104,8 +105,14 @@ class Sanctuary:
 
     def adopt(self, values):
         """Take a program (ProgramData values: checked, ValueError if bad); return True if
-        it is newer than the one held (an older or equal one is ignored)."""
-        return spread.adopt(self, values)
+        it is newer than the one held (an older or equal one is ignored). Its code comes for
+        the moment (MemoryError if the heap has no room for it now)."""
+        import program_intake
+
+        try:
+            return program_intake.adopt(self, values)
+        finally:
+            sys.modules.pop("program_intake", None)
 
     def onset_us(self, global_now_us):
         """The ushering's global start once decided (0 before); decides at 10 Hz."""

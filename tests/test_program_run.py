@@ -1,11 +1,11 @@
 """What a bed does at each moment of a program (firmware/program.py, checked by
-firmware/spread.py): phases in order, pads kept until a phase sets them (absolute, comfort
+firmware/program_intake.py): phases in order, pads kept until a phase sets them (absolute, comfort
 offset, off), the light ramping by perceived brightness from the level before, haptic
 patterns, then the ushering from its onset. The same answers under MicroPython."""
 
 import pytest
 
-import spread
+import program_intake
 from mpexec import run_micropython
 from program import Program
 from soma.sanctuary import program as programs
@@ -79,7 +79,7 @@ def test_the_bed_refuses_a_program_that_makes_no_sense(change, message):
     fields = codec.nest("program_data", compiled())
     fields.update(change)
     with pytest.raises(ValueError, match=message):
-        spread.check(codec.values_of("program_data", fields))
+        program_intake.check(codec.values_of("program_data", fields))
 
 
 def test_the_same_answers_under_micropython():
