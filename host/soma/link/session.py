@@ -178,6 +178,9 @@ class Unit:
     def exec(self, code: str | bytes, timeout: int = 30, feed: Callable[[serial.Serial], bytes] | None = None) -> bytes:
         return self.link.exec(code, timeout=timeout, feed=feed)
 
+    def restart_raw_repl(self) -> None:
+        self.link.restart_raw_repl()
+
     def soft_reset(self) -> None:
         self._known = False
         self.link.soft_reset()

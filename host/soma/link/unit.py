@@ -90,6 +90,16 @@ class UnitLink(SerialLink):
             raise failure("unit_raised", port=self.port, error=error.decode(errors="replace").strip().splitlines()[-1])
         return output
 
+    def restart_raw_repl(self) -> None:
+        """Ctrl-D at the raw REPL (inside raw_repl()): the unit boots again without its
+        application (boot.py runs, main.py does not) and comes back to the raw REPL with
+        its heap whole, not in the pieces a stopped application left."""
+        transport = self.transport
+        transport.serial.write(b"\x04")
+        for ending in (b"soft reboot\r\n", b"raw REPL; CTRL-B to exit\r\n"):
+            if not transport.read_until(1, ending, timeout_overall=10).endswith(ending):
+                raise failure("no_repl", port=self.port)
+
     def soft_reset(self) -> None:
         """Ctrl-D at the friendly REPL: the unit boots again from its flash."""
         self.transport.exit_raw_repl()

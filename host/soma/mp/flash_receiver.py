@@ -69,11 +69,18 @@ def _state(root):
     print(json.dumps({"state": s, "manifest": m, "mpy": abi, "window": _window(), "root": h}))
 
 
+# The transfer's room, found by _window and held in one piece until _recv needs it: the
+# helpers run between them would otherwise leave their objects in it.
+_held = None
+
+
 def _window():
+    global _held
     for bits in range(_MAX_BITS, _MIN_BITS - 1, -1):
+        _held = None
         gc.collect()
         try:
-            bytearray((1 << bits) + _SPARE)
+            _held = bytearray((1 << bits) + _SPARE)
             return bits
         except MemoryError:
             pass
@@ -151,6 +158,9 @@ class _Wire(io.IOBase):
 
 
 def _recv(size):
+    global _held
+    _held = None
+    gc.collect()
     z = deflate.DeflateIO(_Wire(size), deflate.ZLIB)
     files = json.loads(z.read(int.from_bytes(z.read(2), "little")))
     mv = memoryview(bytearray(512))

@@ -9,8 +9,9 @@ power (a power-on reset of the unit's process) once more than `after_bytes` byte
 written since it was armed, so the cut lands within one poll of that count (a few KiB on
 an unpaced line). Written bytes are the sizes of files that appeared or changed since; the
 firmware's writes count no more here than in its own budget, so its cut always comes
-first, and the watch stands down when the unit restarts for any reason (that cut
-included): one cut, never two.
+first, and the watch stands down when the unit is reset or loses power for any reason
+(that cut included): one cut, never two. A soft reset does not count (`soma flash` makes
+one to give its receiver the heap whole).
 """
 
 import os
@@ -18,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from soma.sim.virtual_bed import POWER_ON
+from soma.sim.virtual_bed import POWER_ON, SOFT
 
 POLL_S = 0.005
 
@@ -29,9 +30,7 @@ class Line(Protocol):
     """What the watch needs of a virtual bed's line (virtual_bed.VirtualBed)."""
 
     flash_dir: str
-
-    @property
-    def pid(self) -> int | None: ...
+    resets: dict[int, int]  # restarts so far, by cause
 
     def reset(self, cause: int = ...) -> None: ...
 
@@ -41,7 +40,7 @@ class FlashWriteWatch:
         self.line = line
         self.after_bytes = after_bytes
         self.cut = False  # the watch pulled the power
-        self._pid = line.pid
+        self._resets = self._hard_resets()
         self._before = _files(Path(line.flash_dir))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="power-cut-watch", daemon=True)
@@ -60,10 +59,13 @@ class FlashWriteWatch:
         now = _files(Path(self.line.flash_dir))
         return sum(state[0] for path, state in now.items() if self._before.get(path) != state)
 
+    def _hard_resets(self) -> int:
+        return sum(count for cause, count in self.line.resets.items() if cause != SOFT)
+
     def _watch(self) -> None:
         while not self._stop.wait(POLL_S):
-            if self.line.pid != self._pid:
-                return  # the unit restarted (its firmware's own cut, a reset): stand down
+            if self._hard_resets() != self._resets:
+                return  # the unit was reset (its firmware's own cut among them): stand down
             if self.written() > self.after_bytes:
                 self.line.reset(POWER_ON)
                 self.cut = True

@@ -214,6 +214,9 @@ def flash(
                 session.port, running.serial, "unchanged", image.firmware_hash, "", 0, 0, _since(started)
             )
     with session.raw_repl():
+        # A stopped application leaves its heap in pieces: the transfer could find no room
+        # in one. Booted again without it, the unit gives the flasher the heap whole.
+        session.restart_raw_repl()
         session.exec(_DROP_APPLICATION)
         session.exec(_unit_helpers())
         unit = json.loads(session.exec(f"_state({sorted(image.root)!r})"))
