@@ -69,8 +69,9 @@ def _state(root):
     print(json.dumps({"state": s, "manifest": m, "mpy": abi, "window": _window(), "root": h}))
 
 
-# The transfer's room, found by _window and held in one piece until _recv needs it: the
-# helpers run between them would otherwise leave their objects in it.
+# The transfer's room, found by _window and held in one piece until _recv needs it (or
+# _finish, when no file crosses the line): the helpers run between them would otherwise
+# leave their objects in it.
 _held = None
 
 
@@ -157,10 +158,15 @@ class _Wire(io.IOBase):
         self.n, self.p = m, 0
 
 
-def _recv(size):
+def _release():
+    """Give back the room _window holds (the stream, or _finish when nothing was sent)."""
     global _held
     _held = None
     gc.collect()
+
+
+def _recv(size):
+    _release()
     z = deflate.DeflateIO(_Wire(size), deflate.ZLIB)
     files = json.loads(z.read(int.from_bytes(z.read(2), "little")))
     mv = memoryview(bytearray(512))
@@ -186,6 +192,7 @@ def _write(path, text):
 
 
 def _finish(d, tree, firmware, protocol, root, trial):
+    _release()
     h = {n: _sha(d + "/" + n) for n in _ls(d)}
     t = "{" + ", ".join('"%s": "%s"' % (n, h[n]) for n in sorted(h)) + "}"
     ok = binascii.hexlify(hashlib.sha256(t.encode()).digest()).decode() == tree
