@@ -1,15 +1,16 @@
 """Runs on the unit, in the raw REPL, during `soma flash` (soma.station.flashing): the
-flasher's helpers, defined once per flash after the application was dropped from the heap.
+flasher's helpers, defined once per flash after a soft reset (boot.py ran, main.py did not)
+and after what boot.py left was dropped from the heap.
 
 The host sends this file's text compressed, with the parameter block below replaced by its
 own values (flashing.receiver_source: the names must match, or the host refuses to start).
 Each helper prints one JSON line for the host, or streams acknowledgements (_recv).
 
 A host that dies or goes silent leaves these helpers waiting on stdin, which allocates
-nothing: the REPL keeper the application started as it gave up the console
-(firmware/board.py, REPL_IDLE_MS) resets the unit once REPL_IDLE_MS have passed without
-a byte. Nothing here switches slots before _finish has verified every file, so the unit
-boots its confirmed slot again, with the idle slot left unconfirmed.
+nothing: the REPL keeper that Soma's boot.py started at that soft reset (firmware/board.py,
+REPL_IDLE_MS) resets the unit once REPL_IDLE_MS have passed without a byte. Nothing here
+switches slots before _finish has verified every file, so the unit boots its confirmed slot
+again, with the idle slot left unconfirmed.
 """
 
 import binascii

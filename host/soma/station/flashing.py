@@ -67,8 +67,9 @@ SOFT_REBOOT = "soft reboot"  # "MPY: soft reboot", a board's first line after Ct
 REPL_NOISE = re.compile(r'^(>+|>>> .*|raw REPL; CTRL-B to exit|MicroPython .*|Type "help\(\)" for more information\.)$')
 BOOT_POLL_S = 0.05  # a request sent while the unit restarts is lost: ask again this often
 
-# Runs on the unit (raw REPL): the flasher's helpers, defined once per session. The
-# application's modules are dropped first so the transfer has the heap to itself.
+# Runs on the unit (raw REPL): the flasher's helpers, defined once per session, after a
+# soft reset (no application ran). What boot.py left in globals and sys.modules is dropped
+# first so the transfer has the heap to itself (the keeper's thread runs on regardless).
 # They cross the line compressed: _unit_helpers() wraps them in their own unpacker.
 _DROP_APPLICATION = """
 _g = globals()
